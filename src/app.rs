@@ -1,0 +1,98 @@
+//! Wiring: sources → reconcile loop → snapshot → HTTP server, and the shutdown sequence.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::reconcile::{self, SourceInput};
+use crate::server::{self, State};
+use crate::sources::{self, Outbox};
+use crate::telemetry::Telemetry;
+
+/// Everything stops within this time after the first SIGTERM/SIGINT; a second signal
+/// ends the process at once. Kubernetes waits 30 s by default before it kills a container.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+/// Room for source updates between ticks; a full channel makes sources wait, not grow memory.
+const UPDATE_QUEUE: usize = 256;
+
+/// Runs the exporter until a shutdown signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = server::bind(config.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+
+    let telemetry = Arc::new(Telemetry::new(
+        config.sources.iter().map(|s| s.name.as_str()),
+    ));
+    let inputs: Vec<SourceInput> = config.sources.iter().map(SourceInput::new).collect();
+    let first = reconcile::reconcile(
+        &config.environment,
+        &inputs,
+        tokio::time::Instant::now(),
+        config.sync.stale_after,
+    );
+    let (publish, snapshot) = watch::channel(Arc::new(first));
+    let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
+    let ready = Arc::new(AtomicBool::new(false));
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    for (index, source) in config.sources.into_iter().enumerate() {
+        tasks.spawn(sources::run(
+            source,
+            Outbox::new(index, updates_tx.clone()),
+            telemetry.clone(),
+            config.sync.stale_after,
+            cancel.clone(),
+        ));
+    }
+    drop(updates_tx);
+    tasks.spawn(reconcile::run(
+        config.environment,
+        inputs,
+        config.sync,
+        updates,
+        publish,
+        telemetry.clone(),
+        ready.clone(),
+        cancel.clone(),
+    ));
+    let state = State {
+        snapshot,
+        telemetry,
+        ready,
+    };
+    tasks.spawn(server::serve(
+        listener,
+        state,
+        cancel.clone(),
+        SHUTDOWN_DEADLINE,
+    ));
+    tasks.close();
+
+    signal().await?;
+    tracing::info!("shutting down");
+    cancel.cancel();
+    tokio::select! {
+        _ = tasks.wait() => {}
+        _ = tokio::time::sleep(SHUTDOWN_DEADLINE) => {
+            tracing::warn!("shutdown took longer than {SHUTDOWN_DEADLINE:?}; exiting anyway");
+        }
+        _ = signal() => tracing::warn!("second signal: exiting now"),
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        result = tokio::signal::ctrl_c() => result?,
+    }
+    Ok(())
+}

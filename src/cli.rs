@@ -1,0 +1,38 @@
+//! Command-line flags. Each has an environment variable twin, as sidecars are configured
+//! through the container spec.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Exports a Socket.IO app's real per-namespace connection counts to Prometheus.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, env = "SOCKETIO_EXPORTER_CONFIG", default_value = "config.toml")]
+    pub config: PathBuf,
+
+    /// Validate the configuration, print a summary and exit (0 if valid, 2 if not).
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Listen address, overriding `listen.address` from the configuration.
+    #[arg(long, env = "SOCKETIO_EXPORTER_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Log line format.
+    #[arg(long, env = "SOCKETIO_EXPORTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log level (error, warn, info, debug, trace); RUST_LOG, when set, takes precedence.
+    #[arg(long, env = "SOCKETIO_EXPORTER_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

@@ -1,0 +1,284 @@
+//! Configuration: `config.toml` is read into [`raw`] serde types, then validated into [`Config`].
+//!
+//! Validation collects every problem with its key path (`sources[0].endpoint: ...`) before
+//! failing, so one run of `--check-config` shows everything that needs fixing.
+
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+pub use validate::DEFAULT_LISTEN;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Value of the `environment` label.
+    pub environment: String,
+    /// Address of the HTTP server.
+    pub listen: SocketAddr,
+    pub sync: SyncConfig,
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SyncConfig {
+    /// Period of the reconcile loop.
+    pub interval: Duration,
+    /// A server report older than this no longer counts.
+    pub stale_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Unique name, the value of the `source` label on self-metrics.
+    pub name: String,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    SocketioAdmin(SocketioAdminConfig),
+}
+
+impl SourceKind {
+    /// The `type` tag as written in the config file.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceKind::SocketioAdmin(_) => "socketio_admin",
+        }
+    }
+}
+
+/// The `socketio_admin` source: a client of `@socket.io/admin-ui`'s admin namespace.
+#[derive(Debug, Clone)]
+pub struct SocketioAdminConfig {
+    /// The WebSocket URL to dial, with `EIO=4&transport=websocket` already in the query.
+    pub url: Url,
+    /// The admin namespace, `/admin` unless admin-ui was given another `namespaceName`.
+    pub admin_namespace: String,
+    /// Export the admin namespace's own count (which includes this exporter's socket).
+    pub include_admin_namespace: bool,
+    pub credentials: Option<Credentials>,
+    pub scope: Scope,
+    pub connect_timeout: Duration,
+}
+
+/// Which of the servers whose `server_stats` arrive are exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Only this exporter's own server: the one whose `serverId` is `server_id`, or
+    /// `server_id#<pid>` for Node cluster workers on the same host.
+    Local { server_id: String },
+    /// Every server, each with a `server` label.
+    Cluster,
+}
+
+impl Scope {
+    /// Whether stats from `server_id` belong to this scope.
+    pub fn includes(&self, server_id: &str) -> bool {
+        match self {
+            Scope::Cluster => true,
+            Scope::Local { server_id: own } => match server_id.strip_prefix(own.as_str()) {
+                Some(rest) => rest.is_empty() || rest.starts_with('#'),
+                None => false,
+            },
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+/// Where a secret comes from. Its value is read when needed and never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Inline(String),
+    Env(String),
+    File(PathBuf),
+}
+
+impl Secret {
+    /// Reads the secret's current value. Files are re-read on every call, so a rotated
+    /// Kubernetes Secret is picked up at the next reconnect.
+    pub fn read(&self) -> Result<String, SecretError> {
+        match self {
+            Secret::Inline(value) => Ok(value.clone()),
+            Secret::Env(var) => std::env::var(var).map_err(|_| SecretError::EnvUnset(var.clone())),
+            Secret::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| SecretError::File {
+                    path: path.clone(),
+                    kind: e.kind(),
+                }),
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_string())
+    }
+}
+
+/// Says where the secret comes from, never what it is.
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Inline(_) => f.write_str("inline (redacted)"),
+            Secret::Env(var) => write!(f, "from environment variable {var}"),
+            Secret::File(path) => write!(f, "from file {}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    EnvUnset(String),
+    #[error("cannot read {}: {kind}", path.display())]
+    File {
+        path: PathBuf,
+        kind: std::io::ErrorKind,
+    },
+}
+
+/// One thing wrong with the configuration, at a key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {}: {message}", path.display())]
+    Syntax { path: PathBuf, message: String },
+    #[error("config file {}: {}", path.display(), list(problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    let noun = if problems.len() == 1 {
+        "problem"
+    } else {
+        "problems"
+    };
+    let mut out = format!("{} {noun}", problems.len());
+    for problem in problems {
+        out.push_str("\n  ");
+        out.push_str(&problem.to_string());
+    }
+    out
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ParseError::Syntax(message) => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
+            ParseError::Invalid(problems) => ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            },
+        })
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Config, ParseError> {
+        let raw: raw::RawConfig = toml::from_str(text)
+            .map_err(|e| ParseError::Syntax(e.to_string().trim().to_owned()))?;
+        validate::validate(raw).map_err(ParseError::Invalid)
+    }
+
+    /// A human summary for `--check-config`: what will run, with secrets shown by origin only.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "environment: {}\nlisten: {}\nsync: every {:?}, reports stale after {:?}\nsources:",
+            self.environment, self.listen, self.sync.interval, self.sync.stale_after
+        );
+        for source in &self.sources {
+            out.push_str(&format!(
+                "\n  {} ({})",
+                source.name,
+                source.kind.type_name()
+            ));
+            match &source.kind {
+                SourceKind::SocketioAdmin(admin) => {
+                    out.push_str(&format!(
+                        "\n    url: {}\n    admin namespace: {}{}",
+                        admin.url,
+                        admin.admin_namespace,
+                        if admin.include_admin_namespace {
+                            " (exported)"
+                        } else {
+                            " (not exported)"
+                        }
+                    ));
+                    match &admin.credentials {
+                        Some(c) => out.push_str(&format!(
+                            "\n    auth: user {:?}, password {}",
+                            c.username, c.password
+                        )),
+                        None => out.push_str("\n    auth: none"),
+                    }
+                    match &admin.scope {
+                        Scope::Local { server_id } => {
+                            out.push_str(&format!("\n    scope: local, server id {server_id:?}"))
+                        }
+                        Scope::Cluster => out.push_str("\n    scope: cluster"),
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Why configuration text was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not valid TOML, a wrong type, or an unknown key (TOML reports one at a time).
+    Syntax(String),
+    /// Well-formed but wrong values: all of them.
+    Invalid(Vec<Problem>),
+}

@@ -1,0 +1,3 @@
+//! Sinks export the published [`crate::snapshot::Snapshot`]; none of them keeps its own copy.
+
+pub mod prometheus;

@@ -1,0 +1,59 @@
+//! The reconciled state that sinks export: immutable, published whole by the sync loop.
+
+use std::time::SystemTime;
+
+use crate::sources::Reason;
+
+/// Everything the sinks export at one instant. Sinks render it as is; a series that is not
+/// here is not exported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Value of the `environment` label.
+    pub environment: String,
+    /// Sockets per namespace (and per server in cluster scope), sorted by namespace then server.
+    pub connections: Vec<Connections>,
+    /// Engine.IO connections (per server in cluster scope), sorted by server.
+    pub clients: Vec<Clients>,
+    /// One entry per configured source, in config order.
+    pub sources: Vec<SourceStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connections {
+    pub namespace: String,
+    /// The `server` label: set in cluster scope only.
+    pub server: Option<String>,
+    pub sockets: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clients {
+    pub server: Option<String>,
+    pub clients: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceStatus {
+    pub name: String,
+    pub health: Health,
+    /// When the newest report this source contributed was received.
+    pub last_success: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Current reports are exported.
+    Up,
+    /// Connected, waiting for the first report.
+    Pending,
+    /// Nothing from this source is exported.
+    Down(Reason),
+    /// Local scope: reports arrive, but none from this exporter's own server id.
+    ForeignServers { own: String, seen: Vec<String> },
+}
+
+impl Health {
+    pub fn is_up(&self) -> bool {
+        matches!(self, Health::Up)
+    }
+}

@@ -1,0 +1,305 @@
+//! The subset of Engine.IO v4 and Socket.IO v5 that an admin-ui client speaks over one
+//! WebSocket: text frames only, one namespace, no acks, no binary events.
+//!
+//! Frame shapes: `0{open json}`, `2` ping, `3` pong, `4<socket.io packet>`; a Socket.IO
+//! packet is `<type>[<attachments>-][<namespace>,][<ack id>][<json>]`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(super) enum ProtocolError {
+    #[error("empty frame")]
+    Empty,
+    #[error("unknown Engine.IO packet type {0:?}")]
+    EngineType(char),
+    #[error("unknown Socket.IO packet type {0:?}")]
+    SocketType(char),
+    #[error("malformed open packet: {0}")]
+    Open(String),
+    #[error("malformed {what}: {detail}")]
+    Payload { what: &'static str, detail: String },
+}
+
+/// An Engine.IO packet, borrowing the frame.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum EnginePacket<'a> {
+    Open(Handshake),
+    Close,
+    Ping,
+    Pong,
+    Message(&'a str),
+    Upgrade,
+    Noop,
+}
+
+/// What the server says in its open packet that matters to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Handshake {
+    pub(super) ping_interval: Duration,
+    pub(super) ping_timeout: Duration,
+}
+
+pub(super) fn parse_engine(frame: &str) -> Result<EnginePacket<'_>, ProtocolError> {
+    let mut chars = frame.chars();
+    let kind = chars.next().ok_or(ProtocolError::Empty)?;
+    let rest = chars.as_str();
+    Ok(match kind {
+        '0' => EnginePacket::Open(parse_open(rest)?),
+        '1' => EnginePacket::Close,
+        '2' => EnginePacket::Ping,
+        '3' => EnginePacket::Pong,
+        '4' => EnginePacket::Message(rest),
+        '5' => EnginePacket::Upgrade,
+        '6' => EnginePacket::Noop,
+        other => return Err(ProtocolError::EngineType(other)),
+    })
+}
+
+fn parse_open(json: &str) -> Result<Handshake, ProtocolError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Open {
+        ping_interval: u64,
+        ping_timeout: u64,
+    }
+    let open: Open = serde_json::from_str(json).map_err(|e| ProtocolError::Open(e.to_string()))?;
+    Ok(Handshake {
+        ping_interval: Duration::from_millis(open.ping_interval),
+        ping_timeout: Duration::from_millis(open.ping_timeout),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PacketType {
+    Connect,
+    Disconnect,
+    Event,
+    Ack,
+    ConnectError,
+    BinaryEvent,
+    BinaryAck,
+}
+
+/// A Socket.IO packet, borrowing the frame.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Packet<'a> {
+    pub(super) kind: PacketType,
+    pub(super) namespace: &'a str,
+    /// The JSON payload, possibly empty.
+    pub(super) data: &'a str,
+}
+
+pub(super) fn parse_packet(message: &str) -> Result<Packet<'_>, ProtocolError> {
+    let mut chars = message.chars();
+    let kind = match chars.next().ok_or(ProtocolError::Empty)? {
+        '0' => PacketType::Connect,
+        '1' => PacketType::Disconnect,
+        '2' => PacketType::Event,
+        '3' => PacketType::Ack,
+        '4' => PacketType::ConnectError,
+        '5' => PacketType::BinaryEvent,
+        '6' => PacketType::BinaryAck,
+        other => return Err(ProtocolError::SocketType(other)),
+    };
+    let mut rest = chars.as_str();
+    if matches!(kind, PacketType::BinaryEvent | PacketType::BinaryAck) {
+        // `<n>-`: the number of binary attachments, which follow in their own frames.
+        if let Some((count, after)) = rest.split_once('-')
+            && !count.is_empty()
+            && count.bytes().all(|b| b.is_ascii_digit())
+        {
+            rest = after;
+        }
+    }
+    let namespace = if rest.starts_with('/') {
+        let (namespace, after) = rest.split_once(',').unwrap_or((rest, ""));
+        rest = after;
+        namespace
+    } else {
+        "/"
+    };
+    let ack_digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    Ok(Packet {
+        kind,
+        namespace,
+        data: &rest[ack_digits..],
+    })
+}
+
+/// The CONNECT frame for `namespace` with an auth payload: `40/admin,{...}`.
+pub(super) fn connect_frame(namespace: &str, auth: &serde_json::Value) -> String {
+    format!("4{}", with_namespace('0', namespace, &auth.to_string()))
+}
+
+/// The DISCONNECT frame for `namespace`: `41/admin,`.
+pub(super) fn disconnect_frame(namespace: &str) -> String {
+    format!("4{}", with_namespace('1', namespace, ""))
+}
+
+fn with_namespace(kind: char, namespace: &str, data: &str) -> String {
+    if namespace == "/" {
+        format!("{kind}{data}")
+    } else {
+        format!("{kind}{namespace},{data}")
+    }
+}
+
+/// The message of a CONNECT_ERROR payload (`{"message":"invalid credentials"}`).
+pub(super) fn connect_error_message(data: &str) -> String {
+    #[derive(Deserialize)]
+    struct ConnectError {
+        message: String,
+    }
+    match serde_json::from_str::<ConnectError>(data) {
+        Ok(e) => e.message,
+        Err(_) => data.chars().take(200).collect(),
+    }
+}
+
+/// An EVENT payload: the event name and its first argument, unparsed.
+pub(super) fn parse_event(data: &str) -> Result<(String, Option<&RawValue>), ProtocolError> {
+    let parts: Vec<&RawValue> = serde_json::from_str(data).map_err(|e| ProtocolError::Payload {
+        what: "event",
+        detail: e.to_string(),
+    })?;
+    let mut parts = parts.into_iter();
+    let name = parts.next().ok_or_else(|| ProtocolError::Payload {
+        what: "event",
+        detail: "empty event array".into(),
+    })?;
+    let name: String = serde_json::from_str(name.get()).map_err(|e| ProtocolError::Payload {
+        what: "event name",
+        detail: e.to_string(),
+    })?;
+    Ok((name, parts.next()))
+}
+
+/// admin-ui's `server_stats` argument, the fields this exporter reads.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ServerStats {
+    pub(super) server_id: String,
+    /// Absent when the server has no engine (admin-ui omits the key then).
+    pub(super) clients_count: Option<u64>,
+    pub(super) namespaces: Vec<NamespaceStats>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct NamespaceStats {
+    pub(super) name: String,
+    pub(super) sockets_count: u64,
+}
+
+pub(super) fn parse_server_stats(json: &RawValue) -> Result<ServerStats, ProtocolError> {
+    serde_json::from_str(json.get()).map_err(|e| ProtocolError::Payload {
+        what: "server_stats",
+        detail: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_packet_gives_heartbeat_timing() {
+        let frame = r#"0{"sid":"1_prVZPsG7tXzZ8JAAAE","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
+        assert_eq!(
+            parse_engine(frame).unwrap(),
+            EnginePacket::Open(Handshake {
+                ping_interval: Duration::from_secs(25),
+                ping_timeout: Duration::from_secs(20),
+            })
+        );
+        assert!(matches!(parse_engine("0{}"), Err(ProtocolError::Open(_))));
+    }
+
+    #[test]
+    fn engine_packet_types() {
+        assert_eq!(parse_engine("2").unwrap(), EnginePacket::Ping);
+        assert_eq!(parse_engine("3").unwrap(), EnginePacket::Pong);
+        assert_eq!(parse_engine("1").unwrap(), EnginePacket::Close);
+        assert_eq!(parse_engine("40").unwrap(), EnginePacket::Message("0"));
+        assert_eq!(parse_engine("").unwrap_err(), ProtocolError::Empty);
+        assert_eq!(
+            parse_engine("x").unwrap_err(),
+            ProtocolError::EngineType('x')
+        );
+    }
+
+    #[test]
+    fn packets_as_captured_from_admin_ui() {
+        let accepted = parse_packet(r#"0/admin,{"sid":"OSco58A8lJJhFE6iAAAF"}"#).unwrap();
+        assert_eq!(accepted.kind, PacketType::Connect);
+        assert_eq!(accepted.namespace, "/admin");
+
+        let refused = parse_packet(r#"4/admin,{"message":"invalid credentials"}"#).unwrap();
+        assert_eq!(refused.kind, PacketType::ConnectError);
+        assert_eq!(connect_error_message(refused.data), "invalid credentials");
+
+        let event = parse_packet(r#"2/admin,["server_stats",{"serverId":"test-1","hostname":"vm","pid":15381,"uptime":2.27,"clientsCount":4,"pollingClientsCount":0,"aggregatedEvents":[],"namespaces":[{"name":"/","socketsCount":2},{"name":"/chat","socketsCount":1}]}]"#).unwrap();
+        assert_eq!(event.kind, PacketType::Event);
+        let (name, arg) = parse_event(event.data).unwrap();
+        assert_eq!(name, "server_stats");
+        let stats = parse_server_stats(arg.unwrap()).unwrap();
+        assert_eq!(stats.server_id, "test-1");
+        assert_eq!(stats.clients_count, Some(4));
+        assert_eq!(
+            stats.namespaces[1],
+            NamespaceStats {
+                name: "/chat".into(),
+                sockets_count: 1
+            }
+        );
+
+        let disconnect = parse_packet("1/admin,").unwrap();
+        assert_eq!(disconnect.kind, PacketType::Disconnect);
+        assert_eq!(disconnect.data, "");
+    }
+
+    #[test]
+    fn root_namespace_ack_ids_and_attachments() {
+        let root = parse_packet(r#"2["hello",1]"#).unwrap();
+        assert_eq!(root.namespace, "/");
+        assert_eq!(root.data, r#"["hello",1]"#);
+
+        let with_ack = parse_packet(r#"2/admin,12["x"]"#).unwrap();
+        assert_eq!(with_ack.namespace, "/admin");
+        assert_eq!(with_ack.data, r#"["x"]"#);
+
+        let binary = parse_packet(r#"51-/admin,["x",{"_placeholder":true,"num":0}]"#).unwrap();
+        assert_eq!(binary.kind, PacketType::BinaryEvent);
+        assert_eq!(binary.namespace, "/admin");
+    }
+
+    #[test]
+    fn frames_written_by_the_client() {
+        let auth = serde_json::json!({"username": "admin", "password": "p\"w"});
+        assert_eq!(
+            connect_frame("/admin", &auth),
+            r#"40/admin,{"password":"p\"w","username":"admin"}"#
+        );
+        assert_eq!(connect_frame("/", &serde_json::json!({})), "40{}");
+        assert_eq!(disconnect_frame("/admin"), "41/admin,");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for data in ["", "[", "{}", "[1]", "[\"server_stats\",", "[\"\\ud800\"]"] {
+            assert!(parse_event(data).is_err(), "{data:?} should not parse");
+        }
+        let bad_stats = serde_json::value::RawValue::from_string(
+            r#"{"serverId":"a","namespaces":[{"name":"/","socketsCount":-1}]}"#.into(),
+        )
+        .unwrap();
+        assert!(parse_server_stats(&bad_stats).is_err());
+        assert_eq!(
+            parse_packet("9").unwrap_err(),
+            ProtocolError::SocketType('9')
+        );
+    }
+}

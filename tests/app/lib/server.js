@@ -1,0 +1,226 @@
+"use strict";
+
+// The Socket.IO test app behind server.js and demo.js: a real socket.io
+// server instrumented with @socket.io/admin-ui, plus GET /truth, the app's own
+// view of its counts, for the exporter's integration tests to compare against.
+
+const http = require("node:http");
+const { Server } = require("socket.io");
+const { instrument } = require("@socket.io/admin-ui");
+const bcrypt = require("bcryptjs");
+
+const HOST = "127.0.0.1";
+
+// Dynamic namespace pattern that is always registered; children such as
+// /tenant-1 appear in io._nsps (and in server_stats) once a client joins one.
+const TENANT_NAMESPACE = /^\/tenant-\d+$/;
+
+const DEFAULTS = Object.freeze({
+  port: 0,
+  adminUsername: "admin",
+  adminPassword: "changeit",
+  auth: true,
+  adminNamespace: "/admin",
+  serverId: null,
+  namespaces: ["/chat", "/notifications"],
+  cleanupEmptyChildNamespaces: false,
+  pingInterval: undefined,
+  pingTimeout: undefined,
+  redisUrl: null,
+  // Cost 4 keeps each admin login's bcrypt compare around a millisecond.
+  bcryptCost: 4,
+  log: (msg) => process.stderr.write(`[test-app] ${msg}\n`),
+});
+
+/**
+ * The app's own counts: engine connections and sockets per concrete namespace
+ * (static, dynamic children and the admin namespace), read from io._nsps just
+ * like admin-ui does.
+ */
+function truth(io) {
+  const namespaces = {};
+  io._nsps.forEach((nsp, name) => {
+    namespaces[name] = nsp.sockets.size;
+  });
+  return { clientsCount: io.engine ? io.engine.clientsCount : 0, namespaces };
+}
+
+async function connectRedis(url, log) {
+  // Required lazily so that runs without --redis never load the client.
+  const { createClient } = require("redis");
+  const { createAdapter } = require("@socket.io/redis-adapter");
+
+  const pub = createClient({ url });
+  const sub = pub.duplicate();
+  let lastErrorLog = 0;
+  for (const [role, client] of [["pub", pub], ["sub", sub]]) {
+    // Without an "error" listener, node-redis turns a lost connection into
+    // an uncaught exception. Log at most one line per second.
+    client.on("error", (err) => {
+      const now = Date.now();
+      if (now - lastErrorLog >= 1000) {
+        lastErrorLog = now;
+        log(`redis ${role} client error: ${err.message}`);
+      }
+    });
+  }
+
+  // @socket.io/redis-adapter 8.3.0 fires PUBLISH without handling the
+  // promise, and admin-ui broadcasts server_stats every 2 s, so a redis
+  // outage (or the ticks after close()) would crash the process with an
+  // unhandled rejection. Swallow and log instead; the test app must survive
+  // a redis restart.
+  const publish = pub.publish.bind(pub);
+  pub.publish = (...args) => {
+    const result = publish(...args);
+    if (result && typeof result.catch === "function") {
+      result.catch((err) => log(`redis publish failed: ${err.message}`));
+    }
+    return result;
+  };
+
+  const timeoutMs = 10000;
+  let timer;
+  try {
+    await Promise.race([
+      Promise.all([pub.connect(), sub.connect()]),
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`could not connect to redis at ${url} within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } catch (err) {
+    await Promise.allSettled([pub.disconnect(), sub.disconnect()]);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+
+  const close = async () => {
+    // A closed client makes later publishes reject; the wrapper above logs
+    // them, so keep quiet by dropping further publishes instead.
+    pub.publish = () => Promise.resolve(0);
+    await Promise.allSettled([pub.quit(), sub.quit()]);
+  };
+  return { adapter: createAdapter(pub, sub), close };
+}
+
+/**
+ * Starts the test app on 127.0.0.1.
+ *
+ * options (all optional, see DEFAULTS): port, adminUsername, adminPassword,
+ * auth (false => admin-ui `auth: false`), adminNamespace, serverId,
+ * namespaces (extra static namespaces; "/" always exists),
+ * cleanupEmptyChildNamespaces, pingInterval, pingTimeout, redisUrl,
+ * bcryptCost, log (function taking one line, default stderr).
+ *
+ * Resolves to { io, httpServer, port, serverId, close() }; serverId is the
+ * one passed in, or null when admin-ui falls back to os.hostname().
+ */
+async function startServer(options = {}) {
+  const opts = { ...DEFAULTS, ...options };
+  const log = opts.log;
+
+  let redis = null;
+  if (opts.redisUrl) {
+    redis = await connectRedis(opts.redisUrl, log);
+  }
+
+  let io;
+  const httpServer = http.createServer((req, res) => {
+    // socket.io answers its own path (/socket.io/) before this handler runs.
+    const { pathname } = new URL(req.url, "http://localhost");
+    if (pathname === "/truth") {
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        res.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain" });
+        res.end("method not allowed\n");
+        return;
+      }
+      const body = JSON.stringify(truth(io));
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(body),
+        "cache-control": "no-store",
+      });
+      res.end(req.method === "HEAD" ? undefined : body);
+      return;
+    }
+    res.writeHead(404, { "content-type": "text/plain" });
+    res.end("not found\n");
+  });
+
+  const serverOptions = {
+    cleanupEmptyChildNamespaces: Boolean(opts.cleanupEmptyChildNamespaces),
+    serveClient: false,
+  };
+  if (opts.pingInterval !== undefined) serverOptions.pingInterval = opts.pingInterval;
+  if (opts.pingTimeout !== undefined) serverOptions.pingTimeout = opts.pingTimeout;
+  if (redis) serverOptions.adapter = redis.adapter;
+
+  io = new Server(httpServer, serverOptions);
+
+  // Every namespace accepts every connection; there is no app logic.
+  const accept = () => {};
+  io.of("/").on("connection", accept);
+  for (const name of opts.namespaces) {
+    io.of(name).on("connection", accept);
+  }
+  io.of(TENANT_NAMESPACE).on("connection", accept);
+
+  let auth = false;
+  if (opts.auth) {
+    const hash = bcrypt.hashSync(String(opts.adminPassword), opts.bcryptCost);
+    auth = { type: "basic", username: String(opts.adminUsername), password: hash };
+  }
+  const adminOptions = {
+    auth,
+    namespaceName: opts.adminNamespace,
+    mode: "production",
+    readonly: true,
+  };
+  if (opts.serverId !== null && opts.serverId !== undefined) {
+    adminOptions.serverId = String(opts.serverId);
+  }
+  instrument(io, adminOptions);
+
+  try {
+    await new Promise((resolve, reject) => {
+      const onError = (err) => reject(err);
+      httpServer.once("error", onError);
+      httpServer.listen(opts.port, HOST, () => {
+        httpServer.off("error", onError);
+        resolve();
+      });
+    });
+  } catch (err) {
+    io.close();
+    if (redis) await redis.close();
+    throw err;
+  }
+
+  let closing = null;
+  const close = () => {
+    if (!closing) {
+      closing = (async () => {
+        // io.close() disconnects every socket, closes the engine and the
+        // http server (waiting for open keep-alive requests to finish).
+        httpServer.closeIdleConnections();
+        await io.close();
+        if (redis) await redis.close();
+      })();
+    }
+    return closing;
+  };
+
+  return {
+    io,
+    httpServer,
+    port: httpServer.address().port,
+    serverId: adminOptions.serverId === undefined ? null : adminOptions.serverId,
+    close,
+  };
+}
+
+module.exports = { startServer, truth, TENANT_NAMESPACE, DEFAULTS, HOST };
