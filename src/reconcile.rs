@@ -239,8 +239,8 @@ impl Drop for ReadyWhileRunning {
     }
 }
 
-/// Logs the sources whose health changed between two snapshots; reconcile-detected faults
-/// (the link-level ones are counted by the sources) are counted here.
+/// Logs the sources whose health changed between two snapshots. Sources count their own
+/// failures; the one fault only reconcile can see, a foreign server id, is counted here.
 fn report_changes(previous: &Snapshot, next: &Snapshot, telemetry: &Telemetry) {
     for status in &next.sources {
         let before = previous
@@ -256,9 +256,6 @@ fn report_changes(previous: &Snapshot, next: &Snapshot, telemetry: &Telemetry) {
             Health::Up => tracing::info!(source, "source is up: exporting its counts"),
             Health::Pending => {}
             Health::Down(reason) => {
-                if *reason == Reason::StatsTimeout {
-                    telemetry.source_error(source, *reason);
-                }
                 tracing::warn!(source, %reason, "source is down: its connection series are withdrawn");
             }
             Health::ForeignServers { own, seen } => {

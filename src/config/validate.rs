@@ -300,7 +300,7 @@ fn secret(
             format!("{path}.{key}"),
             format!("set only one of {key}, {key}_env and {key}_file"),
         );
-        return None;
+        return given.into_iter().next();
     }
     let secret = given.into_iter().next()?;
     let suffix = match &secret {
@@ -435,6 +435,7 @@ mod tests {
             "sources[0].username: is set but no password is",
             "sources[1].endpoint: \"ftp://x\": scheme \"ftp\" is not supported",
             "sources[1].password: set only one of password, password_env and password_file",
+            "sources[1].username: missing: admin-ui's basic auth needs a username",
             "sources[1].name: duplicate source name \"socketio_admin\"",
         ];
         for want in expected {

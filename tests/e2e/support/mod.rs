@@ -1,0 +1,414 @@
+//! Helpers for the end-to-end tests: the real Socket.IO test app (`tests/app`), real
+//! socket.io-client clients, the real exporter binary, a scrape parser, and polling.
+
+pub mod fake_server;
+pub mod scrape;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub use scrape::Scrape;
+
+/// Time for processes to start and answer.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The test app's directory, with its npm dependencies installed.
+pub fn app_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/app");
+    assert!(
+        dir.join("node_modules/socket.io").is_dir(),
+        "the test app's npm packages are missing: run scripts/test (or `npm ci` in {})",
+        dir.display()
+    );
+    dir
+}
+
+/// Polls `check` until it returns `Ok`, or panics with its last error after `timeout`.
+pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("not true within {timeout:?}: {last}")
+            }
+            Err(_) => thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Lines a child writes, collected by a thread.
+fn collect_lines(
+    stream: impl Read + Send + 'static,
+) -> (Receiver<String>, Arc<Mutex<Vec<String>>>) {
+    let (tx, rx) = channel();
+    let all = Arc::new(Mutex::new(Vec::new()));
+    let sink = all.clone();
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line.clone());
+            let _ = tx.send(line);
+        }
+    });
+    (rx, all)
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return Some(status);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The real Socket.IO test app (`tests/app/server.js`), instrumented with admin-ui.
+pub struct App {
+    child: Child,
+    pub port: u16,
+    pub server_id: String,
+}
+
+/// Namespaces every test app serves besides `/` and the dynamic `/tenant-<n>`.
+pub const WEIRD_NAMESPACE: &str = "/we\"ird\\ns";
+
+impl App {
+    /// Starts the app on an ephemeral port with the given server id and a 1 s ping interval,
+    /// so that every test also proves the exporter answers pings.
+    pub fn start(server_id: &str) -> App {
+        App::start_with(server_id, 0, &[])
+    }
+
+    pub fn start_with(server_id: &str, port: u16, extra: &[&str]) -> App {
+        let namespaces = json!(["/chat", "/notifications", WEIRD_NAMESPACE]).to_string();
+        let mut child = Command::new("node")
+            .current_dir(app_dir())
+            .arg("server.js")
+            .args(["--port", &port.to_string(), "--server-id", server_id])
+            .args(["--namespaces", &namespaces])
+            .args(["--ping-interval", "1000", "--ping-timeout", "1000"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node: is Node.js installed?");
+        let (lines, _) = collect_lines(child.stdout.take().unwrap());
+        let line = lines
+            .recv_timeout(START_TIMEOUT)
+            .expect("the test app did not report its port");
+        let listening: Value = serde_json::from_str(&line).expect("listening line is JSON");
+        App {
+            child,
+            port: listening["port"].as_u64().unwrap() as u16,
+            server_id: server_id.to_owned(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The app's own counts, read from `io._nsps` and `io.engine.clientsCount`.
+    pub fn truth(&self) -> Truth {
+        let (status, body) = http_get(
+            &format!("127.0.0.1:{}", self.port).parse().unwrap(),
+            "/truth",
+        )
+        .expect("GET /truth");
+        assert_eq!(status, 200, "{body}");
+        let value: Value = serde_json::from_str(&body).unwrap();
+        Truth {
+            clients: value["clientsCount"].as_u64().unwrap(),
+            namespaces: value["namespaces"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+                .collect(),
+        }
+    }
+
+    /// SIGKILL: the app vanishes without a goodbye.
+    pub fn kill(mut self) {
+        kill(&mut self.child);
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truth {
+    pub clients: u64,
+    pub namespaces: BTreeMap<String, u64>,
+}
+
+impl Truth {
+    /// What the exporter should show by default: every namespace but the admin one.
+    pub fn without_admin(&self) -> BTreeMap<String, u64> {
+        let mut namespaces = self.namespaces.clone();
+        namespaces.remove("/admin");
+        namespaces
+    }
+}
+
+/// Real socket.io-client connections, driven through `tests/app/clients.js`.
+pub struct Clients {
+    child: Child,
+    stdin: ChildStdin,
+    answers: Receiver<String>,
+    seq: u64,
+}
+
+impl Clients {
+    pub fn start() -> Clients {
+        let mut child = Command::new("node")
+            .current_dir(app_dir())
+            .arg("clients.js")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node clients.js");
+        let stdin = child.stdin.take().unwrap();
+        let (answers, _) = collect_lines(child.stdout.take().unwrap());
+        Clients {
+            child,
+            stdin,
+            answers,
+            seq: 0,
+        }
+    }
+
+    fn command(&mut self, mut command: Value) {
+        self.seq += 1;
+        command["seq"] = json!(self.seq);
+        writeln!(self.stdin, "{command}").expect("write to clients.js");
+        let answer = self
+            .answers
+            .recv_timeout(START_TIMEOUT)
+            .expect("clients.js did not answer");
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["seq"], json!(self.seq));
+        assert_eq!(answer["ok"], json!(true), "{command} failed: {answer}");
+    }
+
+    /// One engine connection `id` to `app`, with a socket in each namespace.
+    pub fn connect(&mut self, id: &str, app: &App, namespaces: &[&str]) {
+        self.command(
+            json!({"op": "connect", "id": id, "url": app.url(), "namespaces": namespaces}),
+        );
+    }
+
+    pub fn disconnect(&mut self, id: &str) {
+        self.command(json!({"op": "disconnect", "id": id}));
+    }
+
+    /// Closes one namespace socket of `id`; its other sockets stay.
+    pub fn leave(&mut self, id: &str, namespace: &str) {
+        self.command(json!({"op": "leave", "id": id, "namespace": namespace}));
+    }
+}
+
+impl Drop for Clients {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// The real exporter binary, started with a config written to a temporary file.
+pub struct Exporter {
+    child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A `socketio_admin` source for `app` with `extra` TOML lines, under a fast sync.
+pub fn admin_config(app_url: &str, extra: &str) -> String {
+    format!(
+        r#"environment = "test"
+[sync]
+interval_secs = 1
+stale_after_secs = 5
+
+[[sources]]
+type = "socketio_admin"
+endpoint = "{app_url}"
+username = "admin"
+password_env = "TEST_ADMIN_PASSWORD"
+{extra}
+"#
+    )
+}
+
+impl Exporter {
+    /// Starts the exporter on an ephemeral port; the admin password is `changeit`.
+    pub fn start(config: &str) -> Exporter {
+        Exporter::start_with_env(config, &[("TEST_ADMIN_PASSWORD", "changeit")])
+    }
+
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Exporter {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_socketio-exporter"))
+            .arg("--config")
+            .arg(&path)
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the exporter");
+        let (lines, logs) = collect_lines(child.stderr.take().unwrap());
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            let line = lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "the exporter did not log its address: {:?}",
+                        logs.lock().unwrap()
+                    )
+                });
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if event["message"] == "listening" {
+                break event["address"].as_str().unwrap().parse().unwrap();
+            }
+        };
+        Exporter {
+            child,
+            addr,
+            logs,
+            _dir: dir,
+        }
+    }
+
+    pub fn scrape(&self) -> Scrape {
+        let (status, body) = http_get(&self.addr, "/metrics").expect("scrape /metrics");
+        assert_eq!(status, 200, "{body}");
+        Scrape::parse(&body)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.addr, path).expect("GET the exporter")
+    }
+
+    /// Log lines so far, as JSON events.
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| json!({ "raw": line })))
+            .collect()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self, timeout: Duration) -> Option<ExitStatus> {
+        terminate(&self.child);
+        wait_with_timeout(&mut self.child, timeout)
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// A minimal HTTP/1.1 GET; the body as text.
+pub fn http_get(addr: &SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    request(addr, "GET", path)
+}
+
+pub fn request(addr: &SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let raw = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+/// Runs `program` with `args`, failing clearly when it is not installed. Tools the tests
+/// need are installed by scripts/test and .ci/run; a missing one is a failure, not a skip.
+pub fn require_tool(program: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("{program} is not installed: run scripts/test, which installs it (Debian package `prometheus`)")
+    })
+}
