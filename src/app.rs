@@ -8,10 +8,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
-use crate::reconcile::{self, SourceInput};
+use crate::config::{Config, SourceKind};
+use crate::reconcile::{self, Inputs, SourceInput};
 use crate::server::{self, State};
-use crate::sources::{self, Outbox};
+use crate::sources::push::PushEndpoint;
+use crate::sources::{self, Outbox, Reason};
 use crate::telemetry::Telemetry;
 
 /// Everything stops within this time after the first SIGTERM/SIGINT; a second signal
@@ -26,27 +27,38 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "listening");
 
     let telemetry = Arc::new(Telemetry::new(
-        config.sources.iter().map(|s| s.name.as_str()),
+        config
+            .sources
+            .iter()
+            .map(|s| (s.name.as_str(), Reason::for_type(&s.kind))),
     ));
-    let inputs: Vec<SourceInput> = config.sources.iter().map(SourceInput::new).collect();
-    let first = reconcile::reconcile(
-        &config.environment,
-        &inputs,
-        tokio::time::Instant::now(),
-        config.sync.stale_after,
-    );
+    let inputs = Inputs {
+        sources: config.sources.iter().map(SourceInput::new).collect(),
+        stale_after: config.sync.stale_after,
+    };
+    let first = reconcile::reconcile(&config.environment, &inputs, tokio::time::Instant::now());
     let (publish, snapshot) = watch::channel(Arc::new(first));
     let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
     let ready = Arc::new(AtomicBool::new(false));
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
 
+    let mut push = None;
     for (index, source) in config.sources.into_iter().enumerate() {
+        let outbox = Outbox::new(index, updates_tx.clone());
+        if let SourceKind::Push(push_config) = &source.kind {
+            push = Some(Arc::new(PushEndpoint {
+                name: source.name.clone(),
+                config: push_config.clone(),
+                outbox: outbox.clone(),
+                telemetry: telemetry.clone(),
+            }));
+        }
         tasks.spawn(sources::run(
             source,
-            Outbox::new(index, updates_tx.clone()),
+            outbox,
             telemetry.clone(),
-            config.sync.stale_after,
+            config.sync,
             cancel.clone(),
         ));
     }
@@ -65,6 +77,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         snapshot,
         telemetry,
         ready,
+        push,
     };
     tasks.spawn(server::serve(
         listener,

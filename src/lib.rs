@@ -8,6 +8,7 @@ pub mod app;
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod namespaces;
 pub mod reconcile;
 pub mod server;
 pub mod sinks;

@@ -21,11 +21,21 @@ fn main() -> ExitCode {
     };
     if let Some(listen) = cli.listen {
         config.listen = listen;
+        let problems = config.exposure_problems();
+        if !problems.is_empty() {
+            for problem in problems {
+                eprintln!("error: with --listen {listen}: {problem}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
     }
     if cli.check_config {
         println!("{}: ok\n{}", cli.config.display(), config.summary());
         return ExitCode::SUCCESS;
     }
+
+    // rustls needs one process-wide crypto provider; ring keeps the binary small and static.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sinks::prometheus;
 use crate::snapshot::Snapshot;
+use crate::sources::push::{self, PushEndpoint};
 use crate::telemetry::Telemetry;
 
 /// A client gets this long to send its request headers.
@@ -33,6 +34,8 @@ pub struct State {
     pub telemetry: Arc<Telemetry>,
     /// True while the listener is bound and the sync loop runs; never depends on the app.
     pub ready: Arc<AtomicBool>,
+    /// The push source's endpoints, when one is configured.
+    pub push: Option<Arc<PushEndpoint>>,
 }
 
 /// Serves connections on `listener` until `cancel` fires, then lets open requests finish
@@ -60,7 +63,7 @@ pub async fn serve(
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(route(&req, &state)) }
+            async move { Ok::<_, Infallible>(route(req, &state).await) }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -81,17 +84,27 @@ pub async fn serve(
     }
 }
 
-fn route(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
     let path = req.uri().path();
+    let push = match path {
+        "/push/report" => Some(push::Kind::Report),
+        "/push/events" => Some(push::Kind::Events),
+        _ => None,
+    };
+    if let Some(kind) = push {
+        let Some(endpoint) = &state.push else {
+            return text(StatusCode::NOT_FOUND, "no push source is configured\n");
+        };
+        if req.method() != Method::POST {
+            return not_allowed("POST");
+        }
+        return endpoint.handle(kind, req).await;
+    }
     if !matches!(path, "/" | "/metrics" | "/healthz" | "/readyz") {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+        return not_allowed("GET, HEAD");
     }
     match path {
         "/metrics" => {
@@ -117,6 +130,14 @@ fn route(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
             response
         }
     }
+}
+
+fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

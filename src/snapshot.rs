@@ -16,6 +16,15 @@ pub struct Snapshot {
     pub clients: Vec<Clients>,
     /// One entry per configured source, in config order.
     pub sources: Vec<SourceStatus>,
+    /// Per source and namespace, the drift the last correction found.
+    pub drift: Vec<Drift>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    pub source: String,
+    pub namespace: String,
+    pub value: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +47,10 @@ pub struct SourceStatus {
     pub health: Health,
     /// When the newest report this source contributed was received.
     pub last_success: Option<SystemTime>,
+    /// Namespace values summed into the overflow value across the exported servers.
+    pub folded: usize,
+    /// The `max_namespaces` cap.
+    pub namespace_limit: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,13 +11,14 @@ use crate::sources::Reason;
 pub struct Telemetry {
     registry: Registry,
     source_errors: IntCounterVec,
+    corrections: IntCounterVec,
     sync_duration: Histogram,
 }
 
 impl Telemetry {
-    /// Registers the self-metrics; every `(source, reason)` pair starts at 0 so that
-    /// `rate()` and `increase()` see the first error.
-    pub fn new<'a>(sources: impl IntoIterator<Item = &'a str>) -> Telemetry {
+    /// Registers the self-metrics. Every source's counters, with each reason its type can
+    /// report, start at 0 so that `rate()` and `increase()` see the first error.
+    pub fn new<'a>(sources: impl IntoIterator<Item = (&'a str, &'a [Reason])>) -> Telemetry {
         let registry = Registry::new();
         let source_errors = IntCounterVec::new(
             Opts::new(
@@ -25,6 +26,15 @@ impl Telemetry {
                 "Failed attempts to read a source, by source and bounded reason.",
             ),
             &["source", "reason"],
+        )
+        .expect("valid metric definition");
+        let corrections = IntCounterVec::new(
+            Opts::new(
+                "socketio_exporter_reconcile_corrections_total",
+                "Full reports that disagreed with the counts connection events had moved: \
+                 each is a correction of drifted event-driven counts.",
+            ),
+            &["source"],
         )
         .expect("valid metric definition");
         let sync_duration = Histogram::with_opts(
@@ -41,6 +51,9 @@ impl Telemetry {
             .register(Box::new(source_errors.clone()))
             .expect("registered once");
         registry
+            .register(Box::new(corrections.clone()))
+            .expect("registered once");
+        registry
             .register(Box::new(sync_duration.clone()))
             .expect("registered once");
         #[cfg(target_os = "linux")]
@@ -50,14 +63,16 @@ impl Telemetry {
             ))
             .expect("registered once");
 
-        for source in sources {
-            for reason in Reason::ALL {
+        for (source, reasons) in sources {
+            for reason in reasons {
                 source_errors.with_label_values(&[source, reason.as_str()]);
             }
+            corrections.with_label_values(&[source]);
         }
         Telemetry {
             registry,
             source_errors,
+            corrections,
             sync_duration,
         }
     }
@@ -68,6 +83,10 @@ impl Telemetry {
             .inc();
     }
 
+    pub fn correction(&self, source: &str) {
+        self.corrections.with_label_values(&[source]).inc();
+    }
+
     pub fn observe_sync(&self, took: Duration) {
         self.sync_duration.observe(took.as_secs_f64());
     }
@@ -76,13 +95,6 @@ impl Telemetry {
     pub fn encode(&self, out: &mut String) {
         // Encoding into a String cannot fail for well-formed families.
         let _ = prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), out);
-    }
-
-    /// Current value of an error counter (for tests and the demo's view).
-    pub fn source_errors(&self, source: &str, reason: Reason) -> u64 {
-        self.source_errors
-            .with_label_values(&[source, reason.as_str()])
-            .get()
     }
 }
 
@@ -173,7 +185,7 @@ mod tests {
 
     #[test]
     fn every_reason_starts_at_zero() {
-        let telemetry = Telemetry::new(["a"]);
+        let telemetry = Telemetry::new([("a", &Reason::ALL[..])]);
         let mut text = String::new();
         telemetry.encode(&mut text);
         for reason in Reason::ALL {

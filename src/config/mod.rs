@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use url::Url;
 
+
 pub use validate::DEFAULT_LISTEN;
 
 /// A validated configuration.
@@ -38,12 +39,40 @@ pub struct SyncConfig {
 pub struct SourceConfig {
     /// Unique name, the value of the `source` label on self-metrics.
     pub name: String,
+    pub scope: Scope,
+    /// The server that reports without a `server_id` are attributed to: `server_id`
+    /// (or `server_id_env`) when set, else this host's name.
+    pub own_server_id: String,
+    pub namespaces: NamespaceRules,
     pub kind: SourceKind,
+}
+
+/// Cardinality control, applied to every report as it arrives.
+#[derive(Debug, Clone)]
+pub struct NamespaceRules {
+    /// Namespaces matching a pattern are renamed to its replacement and summed; the first
+    /// matching group wins.
+    pub groups: Vec<NamespaceGroup>,
+    /// At most this many namespace values per server; the rest fold into [`OVERFLOW_NAMESPACE`].
+    pub max: usize,
+}
+
+/// The namespace value that namespaces beyond `max_namespaces` are summed into.
+pub const OVERFLOW_NAMESPACE: &str = "__other__";
+
+#[derive(Debug, Clone)]
+pub struct NamespaceGroup {
+    pub pattern: regex::Regex,
+    /// The replacement, with `$1`-style references to the pattern's groups.
+    pub replace: String,
 }
 
 #[derive(Debug, Clone)]
 pub enum SourceKind {
     SocketioAdmin(SocketioAdminConfig),
+    HttpJson(HttpJsonConfig),
+    ReportFile(ReportFileConfig),
+    Push(PushConfig),
 }
 
 impl SourceKind {
@@ -51,6 +80,9 @@ impl SourceKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceKind::SocketioAdmin(_) => "socketio_admin",
+            SourceKind::HttpJson(_) => "http_json",
+            SourceKind::ReportFile(_) => "report_file",
+            SourceKind::Push(_) => "push",
         }
     }
 }
@@ -65,8 +97,60 @@ pub struct SocketioAdminConfig {
     /// Export the admin namespace's own count (which includes this exporter's socket).
     pub include_admin_namespace: bool,
     pub credentials: Option<Credentials>,
-    pub scope: Scope,
     pub connect_timeout: Duration,
+}
+
+/// The `http_json` source: polls a JSON endpoint of the app.
+#[derive(Debug, Clone)]
+pub struct HttpJsonConfig {
+    pub url: Url,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub headers: Vec<(String, String)>,
+    pub auth: HttpAuth,
+    /// Extra PEM certificate(s) to trust, for an app with a private CA.
+    pub ca_file: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub mapping: JsonMapping,
+}
+
+#[derive(Debug, Clone)]
+pub enum HttpAuth {
+    None,
+    Basic(Credentials),
+    Bearer(Secret),
+}
+
+/// Where the counts are in the endpoint's JSON.
+#[derive(Debug, Clone)]
+pub struct JsonMapping {
+    /// JSON pointer to the namespaces: an object `name → count`, or an array of objects.
+    pub namespaces_pointer: String,
+    /// In an array, the field holding the namespace name.
+    pub namespace_field: String,
+    /// In an array, the field holding the socket count.
+    pub count_field: String,
+    pub clients_pointer: Option<String>,
+    pub server_id_pointer: Option<String>,
+}
+
+/// The `report_file` source: JSON reports on a shared volume.
+#[derive(Debug, Clone)]
+pub enum ReportFileConfig {
+    /// One report file.
+    File(PathBuf),
+    /// A directory of `*.json` reports, one per server.
+    Directory(PathBuf),
+}
+
+/// The `push` source: reports and events POSTed to the exporter's own listener.
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// Required as `Authorization: Bearer <token>` when set.
+    pub token: Option<Secret>,
+    pub max_body_bytes: usize,
+    /// Accept pushes without a token on a non-loopback listener.
+    pub allow_unauthenticated: bool,
 }
 
 /// Which of the servers whose `server_stats` arrive are exported.
@@ -232,45 +316,68 @@ impl Config {
 
     /// A human summary for `--check-config`: what will run, with secrets shown by origin only.
     pub fn summary(&self) -> String {
-        let mut out = format!(
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
             "environment: {}\nlisten: {}\nsync: every {:?}, reports stale after {:?}\nsources:",
             self.environment, self.listen, self.sync.interval, self.sync.stale_after
         );
         for source in &self.sources {
-            out.push_str(&format!(
-                "\n  {} ({})",
-                source.name,
-                source.kind.type_name()
-            ));
-            match &source.kind {
-                SourceKind::SocketioAdmin(admin) => {
-                    out.push_str(&format!(
-                        "\n    url: {}\n    admin namespace: {}{}",
-                        admin.url,
-                        admin.admin_namespace,
-                        if admin.include_admin_namespace {
-                            " (exported)"
-                        } else {
-                            " (not exported)"
-                        }
-                    ));
+            let _ = writeln!(out, "  {} ({})", source.name, source.kind.type_name());
+            let _ = match &source.scope {
+                Scope::Local { server_id } => writeln!(out, "    scope: local, server id {server_id:?}"),
+                Scope::Cluster => writeln!(out, "    scope: cluster"),
+            };
+            let rules = &source.namespaces;
+            let _ = writeln!(
+                out,
+                "    namespaces: {} group rule(s), at most {} per server",
+                rules.groups.len(),
+                rules.max
+            );
+            let _ = match &source.kind {
+                SourceKind::SocketioAdmin(admin) => writeln!(
+                    out,
+                    "    url: {}\n    admin namespace: {} ({})\n    auth: {}",
+                    admin.url,
+                    admin.admin_namespace,
+                    if admin.include_admin_namespace { "exported" } else { "not exported" },
                     match &admin.credentials {
-                        Some(c) => out.push_str(&format!(
-                            "\n    auth: user {:?}, password {}",
-                            c.username, c.password
-                        )),
-                        None => out.push_str("\n    auth: none"),
+                        Some(c) => format!("user {:?}, password {}", c.username, c.password),
+                        None => "none".to_owned(),
                     }
-                    match &admin.scope {
-                        Scope::Local { server_id } => {
-                            out.push_str(&format!("\n    scope: local, server id {server_id:?}"))
-                        }
-                        Scope::Cluster => out.push_str("\n    scope: cluster"),
-                    }
+                ),
+                SourceKind::HttpJson(http) => writeln!(
+                    out,
+                    "    url: {} every {:?} (timeout {:?})\n    auth: {}\n    namespaces at {:?}",
+                    http.url,
+                    http.interval,
+                    http.timeout,
+                    match &http.auth {
+                        HttpAuth::None => "none".to_owned(),
+                        HttpAuth::Basic(c) => format!("basic, user {:?}, password {}", c.username, c.password),
+                        HttpAuth::Bearer(token) => format!("bearer token {token}"),
+                    },
+                    http.mapping.namespaces_pointer
+                ),
+                SourceKind::ReportFile(ReportFileConfig::File(path)) => {
+                    writeln!(out, "    file: {}", path.display())
                 }
-            }
+                SourceKind::ReportFile(ReportFileConfig::Directory(path)) => {
+                    writeln!(out, "    directory: {} (*.json, one per server)", path.display())
+                }
+                SourceKind::Push(push) => writeln!(
+                    out,
+                    "    endpoints: POST /push/report, POST /push/events\n    token: {}",
+                    match &push.token {
+                        Some(token) => token.to_string(),
+                        None => "none".to_owned(),
+                    }
+                ),
+            };
         }
-        out
+        out.trim_end().to_owned()
     }
 }
 

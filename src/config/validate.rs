@@ -2,14 +2,19 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use url::Url;
 
-use super::raw::{RawConfig, RawScope, RawSocketioAdmin, RawSource};
+use super::raw::{
+    RawCommon, RawConfig, RawGroup, RawHttpJson, RawPush, RawReportFile, RawScope,
+    RawSocketioAdmin, RawSource, split_source,
+};
 use super::{
-    Config, Credentials, Problem, Scope, Secret, SocketioAdminConfig, SourceConfig, SourceKind,
-    SyncConfig,
+    Config, Credentials, HttpAuth, HttpJsonConfig, JsonMapping, NamespaceGroup, NamespaceRules,
+    Problem, PushConfig, ReportFileConfig, Scope, Secret, SocketioAdminConfig, SourceConfig,
+    SourceKind, SyncConfig,
 };
 
 /// The default listen address. 8797 lies outside the 9100–9999 range that Prometheus
@@ -21,6 +26,14 @@ const DEFAULT_STALE_AFTER_SECS: f64 = 10.0;
 const DEFAULT_CONNECT_TIMEOUT_SECS: f64 = 5.0;
 /// admin-ui broadcasts `server_stats` every 2 s; its interval cannot be changed.
 const ADMIN_UI_STATS_PERIOD_SECS: f64 = 2.0;
+/// Namespace values per server unless `max_namespaces` says otherwise.
+const DEFAULT_MAX_NAMESPACES: i64 = 1000;
+/// The largest `max_namespaces` accepted: memory grows with it.
+const MAX_MAX_NAMESPACES: i64 = 100_000;
+const DEFAULT_HTTP_INTERVAL_SECS: f64 = 5.0;
+const DEFAULT_HTTP_TIMEOUT_SECS: f64 = 2.0;
+const DEFAULT_MAX_BODY_BYTES: i64 = 1 << 20;
+const MAX_MAX_BODY_BYTES: i64 = 64 << 20;
 
 #[derive(Default)]
 struct Problems(Vec<Problem>);
@@ -39,11 +52,19 @@ impl Problems {
         if secs.is_finite() && secs > 0.0 && secs < 1e9 {
             Duration::from_secs_f64(secs)
         } else {
-            self.add(
-                path,
-                format!("must be a positive number of seconds, got {secs}"),
-            );
+            self.add(path, format!("must be a positive number of seconds, got {secs}"));
             Duration::from_secs_f64(default)
+        }
+    }
+
+    /// An integer in `1..=max`, or `default` when the key is absent.
+    fn count(&mut self, path: &str, value: Option<i64>, default: i64, max: i64) -> usize {
+        let n = value.unwrap_or(default);
+        if (1..=max).contains(&n) {
+            n as usize
+        } else {
+            self.add(path, format!("must be between 1 and {max}, got {n}"));
+            default as usize
         }
     }
 }
@@ -72,9 +93,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             "listen.address",
             format!("{listen_text:?} is not an IP address with a port, e.g. \"0.0.0.0:8797\""),
         );
-        DEFAULT_LISTEN
-            .parse()
-            .expect("default listen address parses")
+        DEFAULT_LISTEN.parse().expect("default listen address parses")
     });
 
     let interval = problems.seconds(
@@ -105,10 +124,18 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         );
     }
     let mut names = HashSet::new();
+    let mut pushes = 0;
     let mut sources = Vec::with_capacity(raw.sources.len());
-    for (i, source) in raw.sources.into_iter().enumerate() {
+    for (i, table) in raw.sources.into_iter().enumerate() {
         let path = format!("sources[{i}]");
-        let (name, kind) = match source {
+        let (common, raw_kind) = match split_source(table) {
+            Ok(split) => split,
+            Err(message) => {
+                problems.add(&path, message);
+                continue;
+            }
+        };
+        let kind = match raw_kind {
             RawSource::SocketioAdmin(admin) => {
                 if stale_after.as_secs_f64() <= ADMIN_UI_STATS_PERIOD_SECS {
                     problems.add(
@@ -120,12 +147,27 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
                         ),
                     );
                 }
-                let name = admin.name.clone();
-                let kind = SourceKind::SocketioAdmin(socketio_admin(&path, admin, &mut problems));
-                (name, kind)
+                SourceKind::SocketioAdmin(socketio_admin(&path, admin, &mut problems))
+            }
+            RawSource::HttpJson(http) => SourceKind::HttpJson(http_json(&path, http, &mut problems)),
+            RawSource::ReportFile(file) => {
+                SourceKind::ReportFile(report_file(&path, file, &mut problems))
+            }
+            RawSource::Push(push) => {
+                pushes += 1;
+                if pushes > 1 {
+                    problems.add(
+                        format!("{path}.type"),
+                        "only one push source is allowed: it owns POST /push/report and /push/events",
+                    );
+                }
+                SourceKind::Push(self::push(&path, push, &mut problems))
             }
         };
-        let name = name.unwrap_or_else(|| kind.type_name().to_owned());
+        let name = common
+            .name
+            .clone()
+            .unwrap_or_else(|| kind.type_name().to_owned());
         if name.is_empty() {
             problems.add(format!("{path}.name"), "must not be empty");
         } else if !names.insert(name.clone()) {
@@ -134,29 +176,101 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
                 format!("duplicate source name {name:?}: give each source a distinct name"),
             );
         }
-        sources.push(SourceConfig { name, kind });
+        let (scope, own_server_id) = scope(&path, &common, &mut problems);
+        let namespaces = namespace_rules(&path, common, &mut problems);
+        sources.push(SourceConfig {
+            name,
+            scope,
+            own_server_id,
+            namespaces,
+            kind,
+        });
     }
 
+    let config = Config {
+        environment,
+        listen,
+        sync: SyncConfig {
+            interval,
+            stale_after,
+        },
+        sources,
+    };
+    problems.0.extend(config.exposure_problems());
     if problems.0.is_empty() {
-        Ok(Config {
-            environment,
-            listen,
-            sync: SyncConfig {
-                interval,
-                stale_after,
-            },
-            sources,
-        })
+        Ok(config)
     } else {
         Err(problems.0)
     }
 }
 
-fn socketio_admin(
-    path: &str,
-    raw: RawSocketioAdmin,
-    problems: &mut Problems,
-) -> SocketioAdminConfig {
+impl Config {
+    /// Problems that depend on the listen address, which `--listen` may override after the
+    /// file was read: a push source without a token must not be reachable from outside.
+    pub fn exposure_problems(&self) -> Vec<Problem> {
+        let mut problems = Problems::default();
+        for (i, source) in self.sources.iter().enumerate() {
+            if let SourceKind::Push(push) = &source.kind
+                && push.token.is_none()
+                && !push.allow_unauthenticated
+                && !self.listen.ip().is_loopback()
+            {
+                problems.add(
+                    format!("sources[{i}].token"),
+                    format!(
+                        "a push source on the non-loopback address {} needs a token \
+                         (token_env or token_file), or allow_unauthenticated = true",
+                        self.listen
+                    ),
+                );
+            }
+        }
+        problems.0
+    }
+}
+
+/// The scope and the server id that reports without one belong to.
+fn scope(path: &str, common: &RawCommon, problems: &mut Problems) -> (Scope, String) {
+    let own = server_id(
+        path,
+        common.server_id.clone(),
+        common.server_id_env.clone(),
+        problems,
+    );
+    match common.scope.unwrap_or(RawScope::Local) {
+        RawScope::Local => (Scope::Local { server_id: own.clone() }, own),
+        RawScope::Cluster => (Scope::Cluster, own),
+    }
+}
+
+fn namespace_rules(path: &str, common: RawCommon, problems: &mut Problems) -> NamespaceRules {
+    let max = problems.count(
+        &format!("{path}.max_namespaces"),
+        common.max_namespaces,
+        DEFAULT_MAX_NAMESPACES,
+        MAX_MAX_NAMESPACES,
+    );
+    let groups = common
+        .namespace_groups
+        .into_iter()
+        .enumerate()
+        .filter_map(|(j, RawGroup { pattern, replace })| {
+            match regex::Regex::new(&pattern) {
+                Ok(pattern) => Some(NamespaceGroup { pattern, replace }),
+                Err(e) => {
+                    problems.add(
+                        format!("{path}.namespace_groups[{j}].pattern"),
+                        format!("not a valid regular expression: {e}"),
+                    );
+                    None
+                }
+            }
+        })
+        .collect();
+    NamespaceRules { groups, max }
+}
+
+fn socketio_admin(path: &str, raw: RawSocketioAdmin, problems: &mut Problems) -> SocketioAdminConfig {
     let socket_path = raw.path.unwrap_or_else(|| "/socket.io/".to_owned());
     if !socket_path.starts_with('/') {
         problems.add(
@@ -194,7 +308,176 @@ fn socketio_admin(
         raw.password_file,
         problems,
     );
-    let credentials = match (raw.username, password) {
+    SocketioAdminConfig {
+        url,
+        admin_namespace,
+        include_admin_namespace: raw.include_admin_namespace.unwrap_or(false),
+        credentials: credentials(path, raw.username, password, problems),
+        connect_timeout: problems.seconds(
+            &format!("{path}.connect_timeout_secs"),
+            raw.connect_timeout_secs,
+            DEFAULT_CONNECT_TIMEOUT_SECS,
+        ),
+    }
+}
+
+fn http_json(path: &str, raw: RawHttpJson, problems: &mut Problems) -> HttpJsonConfig {
+    let url = match raw.endpoint.as_deref().map(Url::parse) {
+        Some(Ok(url)) if matches!(url.scheme(), "http" | "https") => url,
+        Some(Ok(url)) => {
+            problems.add(
+                format!("{path}.endpoint"),
+                format!("scheme {:?} is not supported, use http:// or https://", url.scheme()),
+            );
+            placeholder_url()
+        }
+        Some(Err(e)) => {
+            problems.add(
+                format!("{path}.endpoint"),
+                format!("{:?} is not an absolute URL ({e})", raw.endpoint.unwrap_or_default()),
+            );
+            placeholder_url()
+        }
+        None => {
+            problems.add(
+                format!("{path}.endpoint"),
+                "missing: the app's JSON endpoint, e.g. \"http://127.0.0.1:3000/api/connections\"",
+            );
+            placeholder_url()
+        }
+    };
+    let interval = problems.seconds(
+        &format!("{path}.interval_secs"),
+        raw.interval_secs,
+        DEFAULT_HTTP_INTERVAL_SECS,
+    );
+    let timeout = problems.seconds(
+        &format!("{path}.timeout_secs"),
+        raw.timeout_secs,
+        DEFAULT_HTTP_TIMEOUT_SECS,
+    );
+    for name in raw.headers.keys() {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            problems.add(
+                format!("{path}.headers"),
+                format!("{name:?} is not a valid HTTP header name"),
+            );
+        }
+    }
+    let password = secret(
+        path,
+        "password",
+        raw.password,
+        raw.password_env,
+        raw.password_file,
+        problems,
+    );
+    let basic = credentials(path, raw.username, password, problems);
+    let bearer = secret(
+        path,
+        "bearer_token",
+        raw.bearer_token,
+        raw.bearer_token_env,
+        raw.bearer_token_file,
+        problems,
+    );
+    let auth = match (basic, bearer) {
+        (None, None) => HttpAuth::None,
+        (Some(basic), None) => HttpAuth::Basic(basic),
+        (None, Some(token)) => HttpAuth::Bearer(token),
+        (Some(_), Some(_)) => {
+            problems.add(
+                format!("{path}.bearer_token"),
+                "set either basic auth (username + password) or a bearer token, not both",
+            );
+            HttpAuth::None
+        }
+    };
+    if let Some(ca) = &raw.ca_file
+        && let Err(e) = std::fs::read(ca)
+    {
+        problems.add(
+            format!("{path}.ca_file"),
+            format!("cannot read {}: {}", ca.display(), e.kind()),
+        );
+    }
+    let mut pointer = |key: &str, value: Option<String>| -> Option<String> {
+        let value = value?;
+        if !(value.is_empty() || value.starts_with('/')) {
+            problems.add(
+                format!("{path}.{key}"),
+                format!("{value:?} is not a JSON pointer: it must be empty or start with \"/\""),
+            );
+        }
+        Some(value)
+    };
+    let mapping = JsonMapping {
+        namespaces_pointer: pointer("namespaces_pointer", raw.namespaces_pointer)
+            .unwrap_or_else(|| "/namespaces".to_owned()),
+        clients_pointer: pointer("clients_pointer", raw.clients_pointer),
+        server_id_pointer: pointer("server_id_pointer", raw.server_id_pointer),
+        namespace_field: raw.namespace_field.unwrap_or_else(|| "name".to_owned()),
+        count_field: raw.count_field.unwrap_or_else(|| "count".to_owned()),
+    };
+    HttpJsonConfig {
+        url,
+        interval,
+        timeout,
+        headers: raw.headers.into_iter().collect(),
+        auth,
+        ca_file: raw.ca_file,
+        max_body_bytes: problems.count(
+            &format!("{path}.max_body_bytes"),
+            raw.max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES,
+            MAX_MAX_BODY_BYTES,
+        ),
+        mapping,
+    }
+}
+
+fn report_file(path: &str, raw: RawReportFile, problems: &mut Problems) -> ReportFileConfig {
+    match (raw.path, raw.directory) {
+        (Some(file), None) => ReportFileConfig::File(file),
+        (None, Some(directory)) => ReportFileConfig::Directory(directory),
+        (Some(_), Some(_)) => {
+            problems.add(
+                format!("{path}.path"),
+                "set either path (one report file) or directory (one file per server), not both",
+            );
+            ReportFileConfig::File(PathBuf::new())
+        }
+        (None, None) => {
+            problems.add(
+                format!("{path}.path"),
+                "missing: the report file (path) or a directory of reports (directory)",
+            );
+            ReportFileConfig::File(PathBuf::new())
+        }
+    }
+}
+
+fn push(path: &str, raw: RawPush, problems: &mut Problems) -> PushConfig {
+    PushConfig {
+        token: secret(path, "token", raw.token, raw.token_env, raw.token_file, problems),
+        max_body_bytes: problems.count(
+            &format!("{path}.max_body_bytes"),
+            raw.max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES,
+            MAX_MAX_BODY_BYTES,
+        ),
+        allow_unauthenticated: raw.allow_unauthenticated.unwrap_or(false),
+    }
+}
+
+/// A username and a password come together or not at all.
+fn credentials(
+    path: &str,
+    username: Option<String>,
+    password: Option<Secret>,
+    problems: &mut Problems,
+) -> Option<Credentials> {
+    match (username, password) {
         (Some(username), Some(password)) => Some(Credentials { username, password }),
         (None, None) => None,
         (Some(_), None) => {
@@ -207,38 +490,10 @@ fn socketio_admin(
         (None, Some(_)) => {
             problems.add(
                 format!("{path}.username"),
-                "missing: admin-ui's basic auth needs a username with the password",
+                "missing: basic auth needs a username with the password",
             );
             None
         }
-    };
-
-    let scope = match raw.scope.unwrap_or(RawScope::Local) {
-        RawScope::Cluster => {
-            if raw.server_id.is_some() || raw.server_id_env.is_some() {
-                problems.add(
-                    format!("{path}.server_id"),
-                    "only applies to scope = \"local\"; cluster scope exports every server",
-                );
-            }
-            Scope::Cluster
-        }
-        RawScope::Local => Scope::Local {
-            server_id: server_id(path, raw.server_id, raw.server_id_env, problems),
-        },
-    };
-
-    SocketioAdminConfig {
-        url,
-        admin_namespace,
-        include_admin_namespace: raw.include_admin_namespace.unwrap_or(false),
-        credentials,
-        scope,
-        connect_timeout: problems.seconds(
-            &format!("{path}.connect_timeout_secs"),
-            raw.connect_timeout_secs,
-            DEFAULT_CONNECT_TIMEOUT_SECS,
-        ),
     }
 }
 
@@ -395,7 +650,9 @@ mod tests {
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.sync.interval, Duration::from_secs(2));
         assert_eq!(config.sync.stale_after, Duration::from_secs(10));
-        let SourceKind::SocketioAdmin(admin) = &config.sources[0].kind;
+        let SourceKind::SocketioAdmin(admin) = &config.sources[0].kind else {
+            panic!("expected a socketio_admin source")
+        };
         assert_eq!(config.sources[0].name, "socketio_admin");
         assert_eq!(
             admin.url.as_str(),
@@ -403,7 +660,7 @@ mod tests {
         );
         assert_eq!(admin.admin_namespace, "/admin");
         assert!(!admin.include_admin_namespace);
-        assert!(matches!(admin.scope, Scope::Local { .. }));
+        assert!(matches!(config.sources[0].scope, Scope::Local { .. }));
     }
 
     #[test]
@@ -435,7 +692,7 @@ mod tests {
             "sources[0].username: is set but no password is",
             "sources[1].endpoint: \"ftp://x\": scheme \"ftp\" is not supported",
             "sources[1].password: set only one of password, password_env and password_file",
-            "sources[1].username: missing: admin-ui's basic auth needs a username",
+            "sources[1].username: missing: basic auth needs a username",
             "sources[1].name: duplicate source name \"socketio_admin\"",
         ];
         for want in expected {
@@ -449,11 +706,18 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_with_their_name() {
-        let err = Config::parse(&format!("{MINIMAL}\nintervall_secs = 3\n")).unwrap_err();
+        let err = Config::parse("environment = \"x\"\n[sync]\nintervall_secs = 3\n").unwrap_err();
         let ParseError::Syntax(message) = err else {
             panic!("expected a syntax error, got {err:?}")
         };
-        assert!(message.contains("intervall_secs"), "{message}");
+        assert!(message.contains("unknown field `intervall_secs`"), "{message}");
+
+        let in_source = problems(&format!("{MINIMAL}\nintervall_secs = 3\n"));
+        assert_eq!(in_source.len(), 1);
+        assert!(
+            in_source[0].starts_with("sources[0]: unknown field `intervall_secs`, expected one of `endpoint`"),
+            "{in_source:?}"
+        );
     }
 
     #[test]
@@ -504,7 +768,9 @@ mod tests {
     #[test]
     fn endpoint_with_custom_path() {
         let config = Config::parse(&format!("{MINIMAL}\npath = \"/ws/\"\n")).unwrap();
-        let SourceKind::SocketioAdmin(admin) = &config.sources[0].kind;
+        let SourceKind::SocketioAdmin(admin) = &config.sources[0].kind else {
+            panic!("expected a socketio_admin source")
+        };
         assert_eq!(
             admin.url.as_str(),
             "ws://127.0.0.1:3000/ws/?EIO=4&transport=websocket"

@@ -89,6 +89,46 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
 
     family(
         out,
+        "socketio_exporter_reconcile_drift",
+        "gauge",
+        "Per namespace, how far the counts moved by connection events were from the next \
+         full report, at the last comparison (0: they agreed).",
+    );
+    for d in &snapshot.drift {
+        out.push_str("socketio_exporter_reconcile_drift{source=\"");
+        escape(out, &d.source);
+        out.push_str("\",namespace=\"");
+        escape(out, &d.namespace);
+        let _ = writeln!(out, "\"}} {}", d.value);
+    }
+
+    family(
+        out,
+        "socketio_exporter_namespaces_folded",
+        "gauge",
+        "Namespace values summed into namespace=\"__other__\" because a server reported more \
+         than max_namespaces.",
+    );
+    for s in &snapshot.sources {
+        out.push_str("socketio_exporter_namespaces_folded{source=\"");
+        escape(out, &s.name);
+        let _ = writeln!(out, "\"}} {}", s.folded);
+    }
+
+    family(
+        out,
+        "socketio_exporter_namespace_limit",
+        "gauge",
+        "The max_namespaces cap: namespace values per server before folding into __other__.",
+    );
+    for s in &snapshot.sources {
+        out.push_str("socketio_exporter_namespace_limit{source=\"");
+        escape(out, &s.name);
+        let _ = writeln!(out, "\"}} {}", s.namespace_limit);
+    }
+
+    family(
+        out,
         "socketio_exporter_build_info",
         "gauge",
         "Always 1; the labels say which build is running.",
@@ -157,13 +197,22 @@ mod tests {
                     name: "admin".into(),
                     health: Health::Up,
                     last_success: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_500)),
+                    folded: 0,
+                    namespace_limit: 1000,
                 },
                 SourceStatus {
                     name: "other".into(),
                     health: Health::Down(Reason::Auth),
                     last_success: None,
+                    folded: 2,
+                    namespace_limit: 10,
                 },
             ],
+            drift: vec![crate::snapshot::Drift {
+                source: "admin".into(),
+                namespace: "/chat".into(),
+                value: 3,
+            }],
         };
         let mut out = String::new();
         render_snapshot(&snapshot, &mut out);
@@ -179,7 +228,17 @@ mod tests {
                 r#"socketio_exporter_source_last_success_timestamp_seconds{source="admin"} 1.500"#,
             ]
         );
-        assert!(samples[6].starts_with("socketio_exporter_build_info{version=\""));
+        assert_eq!(
+            samples[6..11],
+            [
+                r#"socketio_exporter_reconcile_drift{source="admin",namespace="/chat"} 3"#,
+                r#"socketio_exporter_namespaces_folded{source="admin"} 0"#,
+                r#"socketio_exporter_namespaces_folded{source="other"} 2"#,
+                r#"socketio_exporter_namespace_limit{source="admin"} 1000"#,
+                r#"socketio_exporter_namespace_limit{source="other"} 10"#,
+            ]
+        );
+        assert!(samples[11].starts_with("socketio_exporter_build_info{version=\""));
         assert!(out.contains("# TYPE websocket_connections gauge\n"));
     }
 

@@ -1,6 +1,10 @@
 //! Sources read connection counts from the app and send them to the reconcile loop as
 //! [`Update`]s. Each runs as its own task; none of them touches the published snapshot.
 
+pub mod http_json;
+pub mod push;
+pub mod report;
+pub mod report_file;
 pub mod socketio_admin;
 
 use std::fmt;
@@ -8,7 +12,7 @@ use std::fmt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{SourceConfig, SourceKind};
+use crate::config::{SourceConfig, SourceKind, SyncConfig};
 use crate::telemetry::Telemetry;
 
 /// What a source tells the reconcile loop.
@@ -21,10 +25,15 @@ pub struct Update {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// The source reached the app and is waiting for reports.
+    /// The source reached the app (or started listening) and is waiting for reports.
     Connected,
     /// A full report of one server's counts; replaces that server's previous report.
     Report(ServerReport),
+    /// Connection events: they move the counts of a server's current report until the
+    /// next full report, which is authoritative.
+    Deltas(Vec<Delta>),
+    /// A server's report was withdrawn (its report file was deleted).
+    Forget(Option<String>),
     /// The source lost the app: everything it reported is unknown now.
     Down(Reason),
 }
@@ -32,11 +41,22 @@ pub enum Event {
 /// One server's counts, as the app reported them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerReport {
-    pub server_id: String,
+    /// `None`: the server this exporter runs beside (the source's own server id).
+    pub server_id: Option<String>,
     /// Engine.IO connections, when the app reports them.
     pub clients: Option<u64>,
     /// Sockets per namespace.
     pub namespaces: Vec<(String, u64)>,
+    /// How old the counts already were when the source got them.
+    pub age: std::time::Duration,
+}
+
+/// One namespace socket connected (`+1`) or disconnected (`-1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    pub server_id: Option<String>,
+    pub namespace: String,
+    pub change: i64,
 }
 
 /// Why a source is down or an attempt failed. A closed set: these are the values of the
@@ -63,10 +83,26 @@ pub enum Reason {
     StatsTimeout,
     /// Local scope: reports arrive, but none carries this exporter's server id.
     ServerIdNotSeen,
+    /// No answer within the timeout.
+    Timeout,
+    /// The endpoint answered with an HTTP error status.
+    HttpStatus,
+    /// A body larger than `max_body_bytes`.
+    TooLarge,
+    /// The body is not JSON.
+    InvalidJson,
+    /// JSON, but not the expected shape (a missing pointer, a negative count...).
+    InvalidReport,
+    /// The report file does not exist.
+    Missing,
+    /// A push without the right bearer token.
+    Unauthorized,
+    /// Connection events for a server that has no current full report.
+    NoReport,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 18] = [
         Reason::Connect,
         Reason::Handshake,
         Reason::Auth,
@@ -77,7 +113,50 @@ impl Reason {
         Reason::Protocol,
         Reason::StatsTimeout,
         Reason::ServerIdNotSeen,
+        Reason::Timeout,
+        Reason::HttpStatus,
+        Reason::TooLarge,
+        Reason::InvalidJson,
+        Reason::InvalidReport,
+        Reason::Missing,
+        Reason::Unauthorized,
+        Reason::NoReport,
     ];
+
+    /// The reasons a source of this type can report, which its counters start with.
+    pub fn for_type(kind: &SourceKind) -> &'static [Reason] {
+        match kind {
+            SourceKind::SocketioAdmin(_) => &Reason::ALL[..10],
+            SourceKind::HttpJson(_) => &[
+                Reason::Connect,
+                Reason::Timeout,
+                Reason::HttpStatus,
+                Reason::TooLarge,
+                Reason::InvalidJson,
+                Reason::InvalidReport,
+                Reason::Config,
+                Reason::StatsTimeout,
+                Reason::ServerIdNotSeen,
+            ],
+            SourceKind::ReportFile(_) => &[
+                Reason::Missing,
+                Reason::TooLarge,
+                Reason::InvalidJson,
+                Reason::InvalidReport,
+                Reason::StatsTimeout,
+                Reason::ServerIdNotSeen,
+            ],
+            SourceKind::Push(_) => &[
+                Reason::Unauthorized,
+                Reason::TooLarge,
+                Reason::InvalidJson,
+                Reason::InvalidReport,
+                Reason::NoReport,
+                Reason::StatsTimeout,
+                Reason::ServerIdNotSeen,
+            ],
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -91,6 +170,14 @@ impl Reason {
             Reason::Protocol => "protocol",
             Reason::StatsTimeout => "stats_timeout",
             Reason::ServerIdNotSeen => "server_id_not_seen",
+            Reason::Timeout => "timeout",
+            Reason::HttpStatus => "http_status",
+            Reason::TooLarge => "too_large",
+            Reason::InvalidJson => "invalid_json",
+            Reason::InvalidReport => "invalid_report",
+            Reason::Missing => "missing",
+            Reason::Unauthorized => "unauthorized",
+            Reason::NoReport => "no_report",
         }
     }
 }
@@ -130,12 +217,19 @@ pub async fn run(
     config: SourceConfig,
     outbox: Outbox,
     telemetry: std::sync::Arc<Telemetry>,
-    stale_after: std::time::Duration,
+    sync: SyncConfig,
     cancel: CancellationToken,
 ) {
+    let name = config.name.as_str();
     match config.kind {
         SourceKind::SocketioAdmin(admin) => {
-            socketio_admin::run(&config.name, admin, outbox, &telemetry, stale_after, cancel).await
+            socketio_admin::run(name, admin, outbox, &telemetry, sync.stale_after, cancel).await
         }
+        SourceKind::HttpJson(http) => http_json::run(name, http, outbox, &telemetry, cancel).await,
+        SourceKind::ReportFile(file) => {
+            report_file::run(name, file, outbox, &telemetry, sync.interval, cancel).await
+        }
+        // Pushes arrive through the HTTP server; the source itself only says it listens.
+        SourceKind::Push(_) => outbox.send(Event::Connected).await,
     }
 }

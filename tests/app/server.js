@@ -15,13 +15,29 @@ const USAGE = `usage: node server.js [options]
   --admin-password P         admin-ui basic auth password (default changeit)
   --no-auth                  admin-ui auth: false
   --admin-namespace NAME     admin-ui namespaceName (default /admin)
-  --server-id ID             admin-ui serverId (default: admin-ui's, the hostname)
+  --server-id ID             admin-ui serverId and the reporter's server_id
+                             (default: admin-ui's, the hostname; the reporter
+                             then leaves server_id out)
   --namespaces JSON          JSON array of extra static namespaces
                              (default ["/chat","/notifications"]; "/" always exists)
   --cleanup-empty-children   socket.io cleanupEmptyChildNamespaces: true
   --ping-interval MS         engine.io pingInterval
   --ping-timeout MS          engine.io pingTimeout
   --redis URL                use @socket.io/redis-adapter with this redis URL
+  --no-admin-ui              do not instrument admin-ui (report only through
+                             the reporter options below, if any)
+
+Reporter (clients/node), on when --report-file or --push-url is given; its
+server_id is --server-id (left out without it):
+  --report-file PATH         write the report file atomically every interval
+  --push-url URL             POST reports to URL/push/report every interval
+  --push-token TOKEN         bearer token for the pushes (needs --push-url)
+  --push-events              also POST connect/disconnect events to
+                             URL/push/events, batched (needs --push-url)
+  --report-interval MS       report interval (default 2000, at least 10)
+  --drift                    test hook: the event stream skips every other
+                             disconnect event (the 1st, 3rd, ...), so it drifts
+                             from the reports (needs --push-events)
   --help                     print this help to stderr and exit 0
 
 Always present: "/", and the dynamic namespace /^\\/tenant-\\d+$/.
@@ -56,6 +72,20 @@ function parseNamespaces(value) {
   return parsed;
 }
 
+function parsePushUrl(value) {
+  let url;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`--push-url must be an http:// or https:// URL, got ${JSON.stringify(value)}`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new UsageError(`--push-url must be an http:// or https:// URL, got ${JSON.stringify(value)}`);
+  }
+  if (url.search || url.hash) throw new UsageError("--push-url must not have a query or fragment");
+  return value;
+}
+
 function parseArgs(argv) {
   const options = {};
   const withValue = {
@@ -74,10 +104,26 @@ function parseArgs(argv) {
     "--ping-interval": (v) => { options.pingInterval = parseNonNegativeInt("--ping-interval", v, 2 ** 31 - 1); },
     "--ping-timeout": (v) => { options.pingTimeout = parseNonNegativeInt("--ping-timeout", v, 2 ** 31 - 1); },
     "--redis": (v) => { options.redisUrl = v; },
+    "--report-file": (v) => {
+      if (v === "") throw new UsageError("--report-file must not be empty");
+      options.reportFile = v;
+    },
+    "--push-url": (v) => { options.pushUrl = parsePushUrl(v); },
+    "--push-token": (v) => {
+      if (v === "") throw new UsageError("--push-token must not be empty");
+      options.pushToken = v;
+    },
+    "--report-interval": (v) => {
+      options.reportIntervalMs = parseNonNegativeInt("--report-interval", v, 2 ** 31 - 1);
+      if (options.reportIntervalMs < 10) throw new UsageError(`--report-interval must be at least 10 ms, got ${v}`);
+    },
   };
   const switches = {
     "--no-auth": () => { options.auth = false; },
     "--cleanup-empty-children": () => { options.cleanupEmptyChildNamespaces = true; },
+    "--no-admin-ui": () => { options.adminUi = false; },
+    "--push-events": () => { options.pushEvents = true; },
+    "--drift": () => { options.drift = true; },
     "--help": () => { options.help = true; },
   };
 
@@ -100,6 +146,16 @@ function parseArgs(argv) {
     } else {
       throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
     }
+  }
+  if (options.help) return options;
+  if (options.pushToken !== undefined && options.pushUrl === undefined) {
+    throw new UsageError("--push-token needs --push-url");
+  }
+  if (options.pushEvents && options.pushUrl === undefined) {
+    throw new UsageError("--push-events needs --push-url");
+  }
+  if (options.drift && !options.pushEvents) {
+    throw new UsageError("--drift needs --push-events");
   }
   return options;
 }

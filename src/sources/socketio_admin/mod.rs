@@ -261,9 +261,10 @@ impl AdminSource<'_> {
             .collect();
         self.outbox
             .send(Event::Report(ServerReport {
-                server_id: stats.server_id,
+                server_id: Some(stats.server_id),
                 clients: stats.clients_count,
                 namespaces,
+                age: Duration::ZERO,
             }))
             .await;
         if self.log.recovered() || !self.ever_delivered {

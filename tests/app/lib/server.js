@@ -1,13 +1,16 @@
 "use strict";
 
 // The Socket.IO test app behind server.js and demo.js: a real socket.io
-// server instrumented with @socket.io/admin-ui, plus GET /truth, the app's own
-// view of its counts, for the exporter's integration tests to compare against.
+// server instrumented with @socket.io/admin-ui and/or reporting through the
+// repo's reporter module (clients/node), plus GET /truth, the app's own view
+// of its counts, for the exporter's integration tests to compare against.
 
 const http = require("node:http");
 const { Server } = require("socket.io");
 const { instrument } = require("@socket.io/admin-ui");
 const bcrypt = require("bcryptjs");
+// The repo's own reporter, required by path: it has no npm dependencies.
+const { createReporter } = require("../../../clients/node");
 
 const HOST = "127.0.0.1";
 
@@ -27,6 +30,19 @@ const DEFAULTS = Object.freeze({
   pingInterval: undefined,
   pingTimeout: undefined,
   redisUrl: null,
+  // false: do not instrument admin-ui; the app then reports only through
+  // the reporter (if any reporter option is set).
+  adminUi: true,
+  // Reporter (clients/node): any of reportFile / pushUrl turns it on.
+  reportFile: null,
+  pushUrl: null,
+  pushToken: null,
+  pushEvents: false,
+  reportIntervalMs: 2000,
+  // Test hook: with pushEvents, deliberately drop the 1st, 3rd, 5th, ...
+  // disconnect event, so the exporter sees the event stream drift from the
+  // (still correct) full reports. Never a user-facing feature.
+  drift: false,
   // Cost 4 keeps each admin login's bcrypt compare around a millisecond.
   bcryptCost: 4,
   log: (msg) => process.stderr.write(`[test-app] ${msg}\n`),
@@ -108,16 +124,30 @@ async function connectRedis(url, log) {
 }
 
 /**
+ * --drift's event filter: drops every other disconnect event, starting with
+ * the first, and keeps every connect. Exported for tests.
+ */
+function driftFilter() {
+  let disconnects = 0;
+  return (event) => event.type !== "disconnect" || disconnects++ % 2 === 1;
+}
+
+/**
  * Starts the test app on 127.0.0.1.
  *
  * options (all optional, see DEFAULTS): port, adminUsername, adminPassword,
  * auth (false => admin-ui `auth: false`), adminNamespace, serverId,
  * namespaces (extra static namespaces; "/" always exists),
  * cleanupEmptyChildNamespaces, pingInterval, pingTimeout, redisUrl,
- * bcryptCost, log (function taking one line, default stderr).
+ * bcryptCost, log (function taking one line, default stderr),
+ * adminUi (false => no admin-ui), and the reporter's: reportFile, pushUrl,
+ * pushToken, pushEvents, reportIntervalMs, drift (see DEFAULTS).
  *
- * Resolves to { io, httpServer, port, serverId, close() }; serverId is the
- * one passed in, or null when admin-ui falls back to os.hostname().
+ * Resolves to { io, httpServer, port, serverId, reporter, close() }; serverId
+ * is the one passed in, or null when admin-ui falls back to os.hostname()
+ * (and the reporter leaves server_id out); reporter is null without
+ * reportFile and pushUrl. close() stops the reporter first (its final flush
+ * sends the last true counts), then the server.
  */
 async function startServer(options = {}) {
   const opts = { ...DEFAULTS, ...options };
@@ -169,21 +199,22 @@ async function startServer(options = {}) {
   }
   io.of(TENANT_NAMESPACE).on("connection", accept);
 
-  let auth = false;
-  if (opts.auth) {
-    const hash = bcrypt.hashSync(String(opts.adminPassword), opts.bcryptCost);
-    auth = { type: "basic", username: String(opts.adminUsername), password: hash };
+  const serverId = opts.serverId !== null && opts.serverId !== undefined ? String(opts.serverId) : null;
+  if (opts.adminUi) {
+    let auth = false;
+    if (opts.auth) {
+      const hash = bcrypt.hashSync(String(opts.adminPassword), opts.bcryptCost);
+      auth = { type: "basic", username: String(opts.adminUsername), password: hash };
+    }
+    const adminOptions = {
+      auth,
+      namespaceName: opts.adminNamespace,
+      mode: "production",
+      readonly: true,
+    };
+    if (serverId !== null) adminOptions.serverId = serverId;
+    instrument(io, adminOptions);
   }
-  const adminOptions = {
-    auth,
-    namespaceName: opts.adminNamespace,
-    mode: "production",
-    readonly: true,
-  };
-  if (opts.serverId !== null && opts.serverId !== undefined) {
-    adminOptions.serverId = String(opts.serverId);
-  }
-  instrument(io, adminOptions);
 
   try {
     await new Promise((resolve, reject) => {
@@ -200,10 +231,38 @@ async function startServer(options = {}) {
     throw err;
   }
 
+  let reporter = null;
+  if (opts.reportFile || opts.pushUrl) {
+    const reporterOptions = {
+      serverId,
+      file: opts.reportFile || undefined,
+      pushUrl: opts.pushUrl || undefined,
+      token: opts.pushToken || undefined,
+      events: Boolean(opts.pushEvents),
+      intervalMs: opts.reportIntervalMs,
+    };
+    if (opts.drift) reporterOptions.eventFilter = driftFilter();
+    try {
+      reporter = createReporter(io, reporterOptions);
+    } catch (err) {
+      httpServer.closeIdleConnections();
+      await io.close();
+      if (redis) await redis.close();
+      throw err;
+    }
+  }
+
   let closing = null;
   const close = () => {
     if (!closing) {
       closing = (async () => {
+        if (reporter) {
+          // The final flush gets at most a second: shutdown must stay quick
+          // even when the exporter does not answer.
+          let timer;
+          await Promise.race([reporter.stop(), new Promise((resolve) => { timer = setTimeout(resolve, 1000); })]);
+          clearTimeout(timer);
+        }
         // io.close() disconnects every socket, closes the engine and the
         // http server (waiting for open keep-alive requests to finish).
         httpServer.closeIdleConnections();
@@ -218,9 +277,10 @@ async function startServer(options = {}) {
     io,
     httpServer,
     port: httpServer.address().port,
-    serverId: adminOptions.serverId === undefined ? null : adminOptions.serverId,
+    serverId,
+    reporter,
     close,
   };
 }
 
-module.exports = { startServer, truth, TENANT_NAMESPACE, DEFAULTS, HOST };
+module.exports = { startServer, truth, driftFilter, TENANT_NAMESPACE, DEFAULTS, HOST };

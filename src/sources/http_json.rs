@@ -1,0 +1,285 @@
+//! Source `http_json`: polls a JSON endpoint of the app (its own admin or monitoring
+//! endpoint) and maps the JSON to per-namespace counts with JSON pointers, no code needed.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::{Instant, sleep};
+use tokio_util::sync::CancellationToken;
+
+use super::{Event, Outbox, Reason, ServerReport};
+use crate::backoff::Backoff;
+use crate::config::{HttpAuth, HttpJsonConfig, JsonMapping};
+use crate::telemetry::{ErrorLog, Telemetry, Verdict};
+
+const REMIND_EVERY: Duration = Duration::from_secs(300);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Why one poll failed.
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error("cannot read the credentials: {0}")]
+    Secret(#[from] crate::config::SecretError),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("request failed: {0}")]
+    Request(reqwest::Error),
+    #[error("HTTP status {0}, expected 2xx")]
+    Status(reqwest::StatusCode),
+    #[error("body larger than max_body_bytes ({0})")]
+    TooLarge(usize),
+    #[error("body is not JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("{0}")]
+    Shape(String),
+}
+
+impl PollError {
+    fn reason(&self) -> Reason {
+        match self {
+            PollError::Secret(_) => Reason::Config,
+            PollError::Timeout(_) => Reason::Timeout,
+            PollError::Request(_) => Reason::Connect,
+            PollError::Status(_) => Reason::HttpStatus,
+            PollError::TooLarge(_) => Reason::TooLarge,
+            PollError::Json(_) => Reason::InvalidJson,
+            PollError::Shape(_) => Reason::InvalidReport,
+        }
+    }
+}
+
+/// Builds the HTTP client: rustls, the configured CA added to the system roots.
+pub fn client(config: &HttpJsonConfig) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .user_agent(concat!("socketio-exporter/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::limited(3));
+    if let Some(ca) = &config.ca_file {
+        let pem = std::fs::read(ca)
+            .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?;
+        for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?
+        {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    Ok(builder.build()?)
+}
+
+pub async fn run(
+    name: &str,
+    config: HttpJsonConfig,
+    outbox: Outbox,
+    telemetry: &Telemetry,
+    cancel: CancellationToken,
+) {
+    let client = match client(&config) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(source = name, "cannot build the HTTP client: {e:#}");
+            telemetry.source_error(name, Reason::Config);
+            outbox.send(Event::Down(Reason::Config)).await;
+            return;
+        }
+    };
+    let mut backoff = Backoff::new(config.interval, BACKOFF_MAX.max(config.interval));
+    let mut log = ErrorLog::new(REMIND_EVERY);
+    loop {
+        let delay = match poll(&client, &config).await {
+            Ok(report) => {
+                if log.recovered() {
+                    tracing::info!(source = name, url = %config.url, "polling succeeds again");
+                }
+                outbox.send(Event::Report(report)).await;
+                backoff.reset();
+                config.interval
+            }
+            Err(error) => {
+                let reason = error.reason();
+                telemetry.source_error(name, reason);
+                outbox.send(Event::Down(reason)).await;
+                let delay = backoff.next_delay();
+                let url = config.url.as_str();
+                match log.failure(reason, Instant::now()) {
+                    Verdict::First => tracing::warn!(source = name, %reason, url, retry_in = ?delay, "{error}"),
+                    Verdict::Reminder { suppressed } => tracing::warn!(source = name, %reason, url, retry_in = ?delay, repeated = suppressed, "still failing: {error}"),
+                    Verdict::Quiet => tracing::debug!(source = name, %reason, url, "{error}"),
+                }
+                delay
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = sleep(delay) => {}
+        }
+    }
+}
+
+async fn poll(client: &reqwest::Client, config: &HttpJsonConfig) -> Result<ServerReport, PollError> {
+    let mut request = client.get(config.url.clone());
+    for (name, value) in &config.headers {
+        request = request.header(name, value);
+    }
+    request = match &config.auth {
+        HttpAuth::None => request,
+        HttpAuth::Basic(c) => request.basic_auth(&c.username, Some(c.password.read()?)),
+        HttpAuth::Bearer(token) => request.bearer_auth(token.read()?),
+    };
+    let failed = |e: reqwest::Error| {
+        if e.is_timeout() {
+            PollError::Timeout(config.timeout)
+        } else {
+            PollError::Request(e)
+        }
+    };
+    let mut response = request.send().await.map_err(failed)?;
+    if !response.status().is_success() {
+        return Err(PollError::Status(response.status()));
+    }
+    let limit = config.max_body_bytes;
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(PollError::TooLarge(limit));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(failed)? {
+        if body.len() + chunk.len() > limit {
+            return Err(PollError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let json: Value = serde_json::from_slice(&body).map_err(PollError::Json)?;
+    map(&json, &config.mapping).map_err(PollError::Shape)
+}
+
+/// Maps the endpoint's JSON to a report with the configured pointers.
+pub fn map(json: &Value, mapping: &JsonMapping) -> Result<ServerReport, String> {
+    let pointer = &mapping.namespaces_pointer;
+    let found = json
+        .pointer(pointer)
+        .ok_or_else(|| format!("namespaces_pointer {pointer:?}: nothing there"))?;
+    let namespaces = match found {
+        Value::Object(map) => map
+            .iter()
+            .map(|(name, count)| Ok((name.clone(), count_at(count, &format!("{pointer}/{name}"))?)))
+            .collect::<Result<Vec<_>, String>>()?,
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let at = format!("{pointer}/{i}");
+                let name = item
+                    .get(&mapping.namespace_field)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        format!("{at}: expected a string field {:?} (namespace_field)", mapping.namespace_field)
+                    })?;
+                let count = item.get(&mapping.count_field).ok_or_else(|| {
+                    format!("{at}: expected a field {:?} (count_field)", mapping.count_field)
+                })?;
+                Ok((name.to_owned(), count_at(count, &format!("{at}/{}", mapping.count_field))?))
+            })
+            .collect::<Result<Vec<_>, String>>()?,
+        other => {
+            return Err(format!(
+                "namespaces_pointer {pointer:?}: expected an object of counts or an array, found {}",
+                kind(other)
+            ));
+        }
+    };
+    let clients = match &mapping.clients_pointer {
+        Some(p) => Some(count_at(
+            json.pointer(p).ok_or_else(|| format!("clients_pointer {p:?}: nothing there"))?,
+            p,
+        )?),
+        None => None,
+    };
+    let server_id = match &mapping.server_id_pointer {
+        Some(p) => Some(
+            json.pointer(p)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| format!("server_id_pointer {p:?}: expected a non-empty string"))?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    Ok(ServerReport {
+        server_id,
+        clients,
+        namespaces,
+        age: Duration::ZERO,
+    })
+}
+
+fn count_at(value: &Value, at: &str) -> Result<u64, String> {
+    value
+        .as_u64()
+        .ok_or_else(|| format!("{at}: expected a non-negative integer count, found {}", kind(value)))
+}
+
+fn kind(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("{b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(_) => "a string".into(),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn mapping(pointer: &str) -> JsonMapping {
+        JsonMapping {
+            namespaces_pointer: pointer.into(),
+            namespace_field: "name".into(),
+            count_field: "count".into(),
+            clients_pointer: None,
+            server_id_pointer: None,
+        }
+    }
+
+    #[test]
+    fn object_map_of_counts() {
+        let json = json!({"namespaces": {"/": 2, "/chat": 0}});
+        let report = map(&json, &mapping("/namespaces")).unwrap();
+        assert_eq!(report.namespaces, [("/".into(), 2), ("/chat".into(), 0)]);
+    }
+
+    #[test]
+    fn array_of_objects_with_clients_and_server_id() {
+        let json = json!({
+            "data": {"sockets": [{"nsp": "/", "n": 3}, {"nsp": "/chat", "n": 1}]},
+            "engine": {"clients": 4},
+            "serverId": "pod-a"
+        });
+        let mut m = mapping("/data/sockets");
+        m.namespace_field = "nsp".into();
+        m.count_field = "n".into();
+        m.clients_pointer = Some("/engine/clients".into());
+        m.server_id_pointer = Some("/serverId".into());
+        let report = map(&json, &m).unwrap();
+        assert_eq!(report.namespaces, [("/".into(), 3), ("/chat".into(), 1)]);
+        assert_eq!(report.clients, Some(4));
+        assert_eq!(report.server_id.as_deref(), Some("pod-a"));
+    }
+
+    #[test]
+    fn errors_say_what_was_expected_where() {
+        let cases = [
+            (json!({}), "/namespaces", "namespaces_pointer \"/namespaces\": nothing there"),
+            (json!({"namespaces": "x"}), "/namespaces", "namespaces_pointer \"/namespaces\": expected an object of counts or an array, found a string"),
+            (json!({"namespaces": {"/": -1}}), "/namespaces", "/namespaces//: expected a non-negative integer count, found the number -1"),
+            (json!({"namespaces": {"/": 1.5}}), "/namespaces", "/namespaces//: expected a non-negative integer count, found the number 1.5"),
+            (json!({"namespaces": [{"name": "/"}]}), "/namespaces", "/namespaces/0: expected a field \"count\" (count_field)"),
+        ];
+        for (json, pointer, expected) in cases {
+            assert_eq!(map(&json, &mapping(pointer)).unwrap_err(), expected);
+        }
+    }
+}

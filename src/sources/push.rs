@@ -1,0 +1,171 @@
+//! Source `push`: `POST /push/report` (a full report) and `POST /push/events` (batched
+//! connection events) on the exporter's own listener.
+//!
+//! Bad input always gets a 4xx with a JSON `{"error": "..."}` naming the problem, never a
+//! 5xx, and is counted under its reason.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::{Request, Response, StatusCode};
+
+use super::report::{self, FormatError};
+use super::{Event, Outbox, Reason};
+use crate::config::PushConfig;
+use crate::telemetry::Telemetry;
+
+/// What a push carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Report,
+    Events,
+}
+
+/// The push source as the HTTP server sees it.
+pub struct PushEndpoint {
+    pub name: String,
+    pub config: PushConfig,
+    pub outbox: Outbox,
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl PushEndpoint {
+    pub async fn handle(&self, kind: Kind, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        match self.accept(kind, request).await {
+            Ok(accepted) => json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({ "accepted": accepted }),
+            ),
+            Err((status, reason, message)) => {
+                if let Some(reason) = reason {
+                    self.telemetry.source_error(&self.name, reason);
+                }
+                tracing::debug!(source = self.name, %status, "push rejected: {message}");
+                let mut response = json(status, &serde_json::json!({ "error": message }));
+                if status == StatusCode::UNAUTHORIZED {
+                    response.headers_mut().insert(
+                        WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer realm=\"socketio-exporter\""),
+                    );
+                }
+                response
+            }
+        }
+    }
+
+    /// The number of reports or events accepted, or the rejection.
+    async fn accept(
+        &self,
+        kind: Kind,
+        request: Request<Incoming>,
+    ) -> Result<usize, (StatusCode, Option<Reason>, String)> {
+        if let Some(token) = &self.config.token {
+            let token = token.read().map_err(|_| {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "the exporter cannot read its push token".to_owned(),
+                )
+            })?;
+            let given = request
+                .headers()
+                .get(AUTHORIZATION)
+                .map(HeaderValue::as_bytes)
+                .unwrap_or_default();
+            if !constant_time_eq(given, format!("Bearer {token}").as_bytes()) {
+                return Err((
+                    StatusCode::UNAUTHORIZED,
+                    Some(Reason::Unauthorized),
+                    "missing or wrong bearer token".to_owned(),
+                ));
+            }
+        }
+        if let Some(content_type) = request.headers().get(CONTENT_TYPE) {
+            let essence = content_type
+                .to_str()
+                .unwrap_or_default()
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim();
+            if !essence.eq_ignore_ascii_case("application/json") {
+                return Err((
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    Some(Reason::InvalidJson),
+                    format!("content-type {essence:?}, expected application/json"),
+                ));
+            }
+        }
+        let limit = self.config.max_body_bytes;
+        let too_large = || {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some(Reason::TooLarge),
+                format!("body larger than {limit} bytes"),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let body = Limited::new(request.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    too_large()
+                } else {
+                    (StatusCode::BAD_REQUEST, None, format!("cannot read the body: {e}"))
+                }
+            })?
+            .to_bytes();
+        let rejected = |e: FormatError| (StatusCode::BAD_REQUEST, Some(e.reason()), e.to_string());
+        match kind {
+            Kind::Report => {
+                let report = report::parse_report(&body, SystemTime::now(), None).map_err(rejected)?;
+                self.outbox.send(Event::Report(report)).await;
+                Ok(1)
+            }
+            Kind::Events => {
+                let deltas = report::parse_events(&body).map_err(rejected)?;
+                let accepted = deltas.len();
+                self.outbox.send(Event::Deltas(deltas)).await;
+                Ok(accepted)
+            }
+        }
+    }
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Compares without leaking, through timing, how much of a token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"Bearer abc", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer abd", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer ab", b"Bearer abc"));
+        assert!(!constant_time_eq(b"", b"Bearer abc"));
+    }
+}

@@ -1,0 +1,238 @@
+//! The report and events formats that apps write to files or push (see
+//! `schemas/report.schema.json` and `schemas/events.schema.json`).
+//!
+//! ```json
+//! {"server_id": "pod-a", "generated_at": "2026-11-25T20:00:00.000Z", "clients": 12,
+//!  "namespaces": {"/": 3, "/chat": 2}}
+//! {"server_id": "pod-a", "events": [{"type": "connect", "namespace": "/chat"}]}
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use super::{Delta, Reason, ServerReport};
+
+/// Events in one batch, at most.
+pub const MAX_EVENTS: usize = 10_000;
+
+/// Why a body was rejected; the message names what was expected where.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FormatError {
+    #[error("not JSON: {0}")]
+    Json(String),
+    #[error("{0}")]
+    Shape(String),
+}
+
+impl FormatError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            FormatError::Json(_) => Reason::InvalidJson,
+            FormatError::Shape(_) => Reason::InvalidReport,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportJson {
+    version: Option<u32>,
+    server_id: Option<String>,
+    generated_at: Option<String>,
+    clients: Option<u64>,
+    namespaces: BTreeMap<String, u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsJson {
+    server_id: Option<String>,
+    events: Vec<EventJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventJson {
+    #[serde(rename = "type")]
+    kind: EventKind,
+    namespace: String,
+    server_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum EventKind {
+    Connect,
+    Disconnect,
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, FormatError> {
+    // Syntax first, so that "not JSON" and "wrong shape" stay apart.
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        return Err(FormatError::Json(e.to_string()));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde_json appends the position; the key path says more.
+        let inner = inner.split(" at line ").next().unwrap_or(&inner).to_owned();
+        FormatError::Shape(if path == "." { inner } else { format!("{path}: {inner}") })
+    })
+}
+
+/// A report, with its age computed against `now` from `generated_at` (else `modified`,
+/// a file's mtime, else zero).
+pub fn parse_report(
+    body: &[u8],
+    now: SystemTime,
+    modified: Option<SystemTime>,
+) -> Result<ServerReport, FormatError> {
+    let report: ReportJson = parse(body)?;
+    if let Some(version) = report.version.filter(|v| *v != 1) {
+        return Err(FormatError::Shape(format!(
+            "version: {version} is not supported, expected 1"
+        )));
+    }
+    if report.server_id.as_deref() == Some("") {
+        return Err(FormatError::Shape("server_id: must not be empty".into()));
+    }
+    let generated = match report.generated_at {
+        Some(text) => Some(parse_timestamp(&text).ok_or_else(|| {
+            FormatError::Shape(format!(
+                "generated_at: {text:?} is not an RFC 3339 timestamp like \"2026-11-25T20:00:00Z\""
+            ))
+        })?),
+        None => modified,
+    };
+    Ok(ServerReport {
+        server_id: report.server_id,
+        clients: report.clients,
+        namespaces: report.namespaces.into_iter().collect(),
+        age: generated
+            .and_then(|at| now.duration_since(at).ok())
+            .unwrap_or(Duration::ZERO),
+    })
+}
+
+/// A batch of connection events.
+pub fn parse_events(body: &[u8]) -> Result<Vec<Delta>, FormatError> {
+    let batch: EventsJson = parse(body)?;
+    if batch.events.len() > MAX_EVENTS {
+        return Err(FormatError::Shape(format!(
+            "events: {} events in one batch, at most {MAX_EVENTS}",
+            batch.events.len()
+        )));
+    }
+    Ok(batch
+        .events
+        .into_iter()
+        .map(|event| Delta {
+            server_id: event.server_id.or_else(|| batch.server_id.clone()),
+            namespace: event.namespace,
+            change: match event.kind {
+                EventKind::Connect => 1,
+                EventKind::Disconnect => -1,
+            },
+        })
+        .collect())
+}
+
+/// RFC 3339 with `Z` or a numeric offset.
+fn parse_timestamp(text: &str) -> Option<SystemTime> {
+    if let Ok(at) = humantime::parse_rfc3339(text) {
+        return Some(at);
+    }
+    let (base, sign, offset) = match text.len().checked_sub(6).map(|i| text.split_at(i)) {
+        Some((base, offset)) if offset.starts_with('+') => (base, 1, &offset[1..]),
+        Some((base, offset)) if offset.starts_with('-') => (base, -1, &offset[1..]),
+        _ => return None,
+    };
+    let (hours, minutes) = offset.split_once(':')?;
+    let seconds = hours.parse::<u64>().ok()? * 3600 + minutes.parse::<u64>().ok()? * 60;
+    let local = humantime::parse_rfc3339(&format!("{base}Z")).ok()?;
+    let offset = Duration::from_secs(seconds);
+    // Local time ahead of UTC (+hh:mm) means an earlier instant.
+    if sign > 0 {
+        local.checked_sub(offset)
+    } else {
+        local.checked_add(offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> SystemTime {
+        humantime::parse_rfc3339(text).unwrap()
+    }
+
+    #[test]
+    fn full_report() {
+        let now = at("2026-11-25T20:00:05Z");
+        let report = parse_report(
+            br#"{"server_id":"pod-a","generated_at":"2026-11-25T20:00:00.000Z","clients":3,"namespaces":{"/":2,"/we\"ird\\ns":1}}"#,
+            now,
+            None,
+        )
+        .unwrap();
+        assert_eq!(report.server_id.as_deref(), Some("pod-a"));
+        assert_eq!(report.clients, Some(3));
+        assert_eq!(report.namespaces, [("/".into(), 2), ("/we\"ird\\ns".into(), 1)]);
+        assert_eq!(report.age, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn age_from_offsets_mtime_or_nothing() {
+        let now = at("2026-11-25T20:00:05Z");
+        let with_offset = parse_report(
+            br#"{"generated_at":"2026-11-25T21:00:00+01:00","namespaces":{}}"#,
+            now,
+            None,
+        )
+        .unwrap();
+        assert_eq!(with_offset.age, Duration::from_secs(5));
+        let by_mtime = parse_report(br#"{"namespaces":{}}"#, now, Some(at("2026-11-25T20:00:01Z"))).unwrap();
+        assert_eq!(by_mtime.age, Duration::from_secs(4));
+        let future = parse_report(br#"{"generated_at":"2030-01-01T00:00:00Z","namespaces":{}}"#, now, None).unwrap();
+        assert_eq!(future.age, Duration::ZERO);
+    }
+
+    #[test]
+    fn errors_name_what_was_expected_where() {
+        let now = SystemTime::now();
+        let cases: [(&[u8], FormatError); 6] = [
+            (b"{\"namespaces\":", FormatError::Json("EOF while parsing a value at line 1 column 14".into())),
+            (br#"{"namespaces":{"/":-1}}"#, FormatError::Shape("namespaces./: invalid value: integer `-1`, expected u64".into())),
+            (br#"{"namespaces":{"/":1.5}}"#, FormatError::Shape("namespaces./: invalid type: floating point `1.5`, expected u64".into())),
+            (br#"{"clients":1}"#, FormatError::Shape("missing field `namespaces`".into())),
+            (br#"{"namespaces":{},"extra":1}"#, FormatError::Shape("extra: unknown field `extra`, expected one of `version`, `server_id`, `generated_at`, `clients`, `namespaces`".into())),
+            (br#"{"namespaces":{},"generated_at":"yesterday"}"#, FormatError::Shape("generated_at: \"yesterday\" is not an RFC 3339 timestamp like \"2026-11-25T20:00:00Z\"".into())),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(parse_report(body, now, None).unwrap_err(), expected);
+        }
+    }
+
+    #[test]
+    fn events_take_the_batch_server_id_unless_their_own() {
+        let deltas = parse_events(
+            br#"{"server_id":"a","events":[{"type":"connect","namespace":"/chat"},{"type":"disconnect","namespace":"/","server_id":"b"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            deltas,
+            [
+                Delta { server_id: Some("a".into()), namespace: "/chat".into(), change: 1 },
+                Delta { server_id: Some("b".into()), namespace: "/".into(), change: -1 },
+            ]
+        );
+        assert_eq!(
+            parse_events(br#"{"events":[{"type":"join","namespace":"/"}]}"#).unwrap_err().reason(),
+            Reason::InvalidReport
+        );
+    }
+}

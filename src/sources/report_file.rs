@@ -1,0 +1,243 @@
+//! Source `report_file`: JSON reports that the app writes to a shared volume, one file or a
+//! directory of files (one per server).
+//!
+//! The directory is watched with inotify (debounced) for prompt updates and re-scanned every
+//! sync interval as well, so atomic write-then-rename, deletion and re-creation of the file or
+//! of the directory, and filesystems without inotify all work. A file that cannot be read
+//! as a report never becomes truth: the last good report stays until it is stale.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use notify_debouncer_full::notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::report;
+use super::{Event, Outbox, Reason};
+use crate::config::ReportFileConfig;
+use crate::telemetry::{ErrorLog, Telemetry, Verdict};
+
+/// Files larger than this are not reports.
+const MAX_FILE_BYTES: u64 = 16 << 20;
+const DEBOUNCE: Duration = Duration::from_millis(100);
+const REMIND_EVERY: Duration = Duration::from_secs(300);
+
+/// What was last read from one file, to send a report only when the file changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    modified: Option<SystemTime>,
+    len: u64,
+    /// The server id its report was attributed to.
+    server_id: Option<String>,
+}
+
+pub async fn run(
+    name: &str,
+    config: ReportFileConfig,
+    outbox: Outbox,
+    telemetry: &Telemetry,
+    rescan: Duration,
+    cancel: CancellationToken,
+) {
+    let (directory, single) = match &config {
+        ReportFileConfig::File(path) => (
+            path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            Some(path.clone()),
+        ),
+        ReportFileConfig::Directory(path) => (path.clone(), None),
+    };
+    let mut source = ReportFiles {
+        name,
+        single,
+        directory,
+        outbox,
+        telemetry,
+        seen: BTreeMap::new(),
+        log: ErrorLog::new(REMIND_EVERY),
+        missing_reported: false,
+    };
+    source.outbox.send(Event::Connected).await;
+
+    let (wake_tx, mut wake) = mpsc::channel::<()>(1);
+    let mut watcher: Option<Debouncer<_, RecommendedCache>> = None;
+    let mut tick = tokio::time::interval(rescan);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+            Some(()) = wake.recv() => {}
+        }
+        // (Re)watch the directory: it may have been created or replaced since.
+        if watcher.is_none() {
+            watcher = watch(&source.directory, wake_tx.clone());
+        }
+        if !source.directory.is_dir() {
+            watcher = None;
+        }
+        source.scan().await;
+    }
+}
+
+/// Watches `directory`; any change in it wakes the scan.
+fn watch(
+    directory: &Path,
+    wake: mpsc::Sender<()>,
+) -> Option<Debouncer<notify_debouncer_full::notify::RecommendedWatcher, RecommendedCache>> {
+    let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
+        if result.is_ok() {
+            // A full channel already holds a wake-up.
+            let _ = wake.try_send(());
+        }
+    })
+    .ok()?;
+    debouncer.watch(directory, RecursiveMode::NonRecursive).ok()?;
+    Some(debouncer)
+}
+
+struct ReportFiles<'a> {
+    name: &'a str,
+    single: Option<PathBuf>,
+    directory: PathBuf,
+    outbox: Outbox,
+    telemetry: &'a Telemetry,
+    seen: BTreeMap<PathBuf, Seen>,
+    log: ErrorLog,
+    missing_reported: bool,
+}
+
+impl ReportFiles<'_> {
+    async fn scan(&mut self) {
+        let files = match &self.single {
+            Some(file) => vec![file.clone()],
+            None => list_reports(&self.directory).await,
+        };
+        // Files that went away: their servers' reports are withdrawn.
+        let gone: Vec<PathBuf> = self
+            .seen
+            .keys()
+            .filter(|p| !files.contains(p))
+            .cloned()
+            .collect();
+        for path in gone {
+            if let Some(seen) = self.seen.remove(&path) {
+                self.outbox.send(Event::Forget(seen.server_id)).await;
+            }
+        }
+        for path in files {
+            self.read(&path).await;
+        }
+    }
+
+    async fn read(&mut self, path: &Path) {
+        let metadata = match tokio::fs::metadata(path).await {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(seen) = self.seen.remove(path) {
+                    self.outbox.send(Event::Forget(seen.server_id)).await;
+                }
+                if self.single.is_some() && !self.missing_reported {
+                    self.missing_reported = true;
+                    self.fail(path, Reason::Missing, "the report file does not exist".into());
+                    self.outbox.send(Event::Down(Reason::Missing)).await;
+                }
+                return;
+            }
+            Err(e) => {
+                self.fail(path, Reason::Missing, format!("cannot read: {e}"));
+                return;
+            }
+        };
+        let modified = metadata.modified().ok();
+        let unchanged = self
+            .seen
+            .get(path)
+            .is_some_and(|s| s.modified == modified && s.len == metadata.len());
+        if unchanged {
+            return;
+        }
+        if metadata.len() > MAX_FILE_BYTES {
+            self.fail(
+                path,
+                Reason::TooLarge,
+                format!("{} bytes, at most {MAX_FILE_BYTES}", metadata.len()),
+            );
+            return;
+        }
+        let body = match tokio::fs::read(path).await {
+            Ok(body) => body,
+            Err(e) => {
+                self.fail(path, Reason::Missing, format!("cannot read: {e}"));
+                return;
+            }
+        };
+        match report::parse_report(&body, SystemTime::now(), modified) {
+            Ok(mut report) => {
+                if self.single.is_none() && report.server_id.is_none() {
+                    // In a directory, a report without a server id is named by its file.
+                    report.server_id = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+                }
+                self.seen.insert(
+                    path.to_owned(),
+                    Seen {
+                        modified,
+                        len: metadata.len(),
+                        server_id: report.server_id.clone(),
+                    },
+                );
+                if self.missing_reported || self.log.recovered() {
+                    tracing::info!(source = self.name, file = %path.display(), "reading reports again");
+                }
+                self.missing_reported = false;
+                self.outbox.send(Event::Report(report)).await;
+            }
+            Err(error) => {
+                // Remember this version so a half-written file is not re-reported until it
+                // changes again; the last good report stays in place meanwhile.
+                let server_id = self.seen.get(path).and_then(|s| s.server_id.clone());
+                self.seen.insert(
+                    path.to_owned(),
+                    Seen {
+                        modified,
+                        len: metadata.len(),
+                        server_id,
+                    },
+                );
+                self.fail(path, error.reason(), error.to_string());
+            }
+        }
+    }
+
+    /// Counts the failure and logs it, rate-limited.
+    fn fail(&mut self, path: &Path, reason: Reason, detail: String) {
+        self.telemetry.source_error(self.name, reason);
+        let file = path.display();
+        match self.log.failure(reason, Instant::now()) {
+            Verdict::First => tracing::warn!(source = self.name, %reason, %file, "report file: {detail}; keeping the last good report"),
+            Verdict::Reminder { suppressed } => tracing::warn!(source = self.name, %reason, %file, repeated = suppressed, "report file still failing: {detail}"),
+            Verdict::Quiet => tracing::debug!(source = self.name, %reason, %file, "report file: {detail}"),
+        }
+    }
+}
+
+/// The `*.json` files of a directory, skipping hidden and temporary files (`.x.json`,
+/// `x.json.tmp`) that atomic writers leave while writing.
+async fn list_reports(directory: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(mut entries) = tokio::fs::read_dir(directory).await else {
+        return files;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with('.') && name.ends_with(".json") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
