@@ -1,4 +1,5 @@
-//! Reconcile + render cost at 10, 1 000 and 100 000 namespaces.
+//! Reconcile + render cost at 10, 1 000 and 100 000 namespaces, and the cost of taking in
+//! one report of that size (grouping and the cap).
 //!
 //! Targets (README, "Performance"): rendering 1 000 series ≤ 100 µs; reconciling and
 //! rendering 100 000 namespaces ≤ 50 ms.
@@ -7,49 +8,62 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use socketio_exporter::config::Scope;
-use socketio_exporter::reconcile::{SourceInput, reconcile};
+use socketio_exporter::config::{NamespaceRules, Scope};
+use socketio_exporter::reconcile::{Inputs, Link, SourceInput, reconcile};
 use socketio_exporter::sinks::prometheus::render_snapshot;
 use socketio_exporter::sources::{Event, ServerReport};
 use tokio::time::Instant;
 
-const STALE_AFTER: Duration = Duration::from_secs(10);
+const SIZES: [usize; 3] = [10, 1_000, 100_000];
 
-/// One connected local-scope source whose server reports `namespaces` namespaces.
-fn input(namespaces: usize) -> SourceInput {
-    let mut input = SourceInput {
-        name: "socketio_admin".into(),
-        scope: Scope::Local {
-            server_id: "pod-a".into(),
-        },
-        link: socketio_exporter::reconcile::Link::Starting,
-        servers: Default::default(),
-        last_success: None,
-    };
-    let now = Instant::now();
-    input.apply(Event::Connected, now, SystemTime::now());
-    input.apply(
-        Event::Report(ServerReport {
-            server_id: "pod-a".into(),
-            clients: Some(namespaces as u64),
-            namespaces: (0..namespaces)
-                .map(|i| (format!("/tenant-{i}"), (i % 50) as u64))
-                .collect(),
-        }),
-        now,
-        SystemTime::now(),
-    );
-    input
+fn report(namespaces: usize) -> Event {
+    Event::Report(ServerReport {
+        server_id: None,
+        clients: Some(namespaces as u64),
+        namespaces: (0..namespaces)
+            .map(|i| (format!("/tenant-{i}"), (i % 50) as u64))
+            .collect(),
+        age: Duration::ZERO,
+    })
+}
+
+/// One connected local-scope source with nothing in it yet.
+fn empty() -> Inputs {
+    Inputs {
+        sources: vec![SourceInput {
+            name: "socketio_admin".into(),
+            scope: Scope::Local {
+                server_id: "pod-a".into(),
+            },
+            own_server_id: "pod-a".into(),
+            rules: NamespaceRules {
+                groups: Vec::new(),
+                max: 100_000,
+            },
+            link: Link::Starting,
+            servers: Default::default(),
+            last_success: None,
+            drift: Default::default(),
+        }],
+        stale_after: Duration::from_secs(10),
+    }
+}
+
+/// The source holding one report of `namespaces` namespaces.
+fn holding(namespaces: usize) -> Inputs {
+    let mut inputs = empty();
+    inputs.apply(0, report(namespaces), Instant::now(), SystemTime::now());
+    inputs
 }
 
 fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("reconcile_and_render");
-    for n in [10, 1_000, 100_000] {
-        let inputs = [input(n)];
+    for n in SIZES {
+        let inputs = holding(n);
         let mut out = String::new();
         group.bench_with_input(BenchmarkId::from_parameter(n), &inputs, |b, inputs| {
             b.iter(|| {
-                let snapshot = reconcile("production", inputs, Instant::now(), STALE_AFTER);
+                let snapshot = reconcile("production", inputs, Instant::now());
                 out.clear();
                 render_snapshot(&snapshot, &mut out);
                 black_box(out.len())
@@ -59,8 +73,8 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("render");
-    for n in [10, 1_000, 100_000] {
-        let snapshot = reconcile("production", &[input(n)], Instant::now(), STALE_AFTER);
+    for n in SIZES {
+        let snapshot = reconcile("production", &holding(n), Instant::now());
         let mut out = String::new();
         group.bench_with_input(BenchmarkId::from_parameter(n), &snapshot, |b, snapshot| {
             b.iter(|| {
@@ -68,6 +82,18 @@ fn benches(c: &mut Criterion) {
                 render_snapshot(snapshot, &mut out);
                 black_box(out.len())
             })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("take_in_report");
+    for n in SIZES {
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter_batched(
+                || (empty(), report(n)),
+                |(mut inputs, event)| inputs.apply(0, event, Instant::now(), SystemTime::now()),
+                criterion::BatchSize::LargeInput,
+            )
         });
     }
     group.finish();

@@ -21,13 +21,13 @@ fn main() -> ExitCode {
     };
     if let Some(listen) = cli.listen {
         config.listen = listen;
-        let problems = config.exposure_problems();
-        if !problems.is_empty() {
-            for problem in problems {
-                eprintln!("error: with --listen {listen}: {problem}");
-            }
-            return ExitCode::from(EXIT_CONFIG);
+    }
+    let problems = config.exposure_problems();
+    if !problems.is_empty() {
+        for problem in problems {
+            eprintln!("error: {}: {problem}", cli.config.display());
         }
+        return ExitCode::from(EXIT_CONFIG);
     }
     if cli.check_config {
         println!("{}: ok\n{}", cli.config.display(), config.summary());

@@ -113,13 +113,27 @@ mod tests {
     #[test]
     fn over_the_cap_the_largest_stay_and_the_rest_sum_into_overflow() {
         let rules = rules(3, &[]);
-        let folded = rules.fold(report(&[("/a", 1), ("/b", 9), ("/c", 5), ("/d", 1), ("/e", 2)]));
+        let folded = rules.fold(report(&[
+            ("/a", 1),
+            ("/b", 9),
+            ("/c", 5),
+            ("/d", 1),
+            ("/e", 2),
+        ]));
         assert_eq!(
             folded.namespaces,
-            BTreeMap::from([("/b".into(), 9), ("/c".into(), 5), (OVERFLOW_NAMESPACE.into(), 4)])
+            BTreeMap::from([
+                ("/b".into(), 9),
+                ("/c".into(), 5),
+                (OVERFLOW_NAMESPACE.into(), 4)
+            ])
         );
         assert_eq!(folded.folded, 3);
-        assert_eq!(folded.namespaces.values().sum::<u64>(), 18, "the total stays exact");
+        assert_eq!(
+            folded.namespaces.values().sum::<u64>(),
+            18,
+            "the total stays exact"
+        );
     }
 
     #[test]
@@ -138,7 +152,11 @@ mod tests {
         let mut namespaces = BTreeMap::from([("/a".to_owned(), 1)]);
         assert_eq!(rules.event_key(&namespaces, "/t-5"), "/t-*");
         namespaces.insert("/t-*".into(), 1);
-        assert_eq!(rules.event_key(&namespaces, "/t-6"), "/t-*", "existing group");
+        assert_eq!(
+            rules.event_key(&namespaces, "/t-6"),
+            "/t-*",
+            "existing group"
+        );
         assert_eq!(rules.event_key(&namespaces, "/new"), OVERFLOW_NAMESPACE);
     }
 }

@@ -55,7 +55,9 @@ pub struct SourceInput {
 pub enum Link {
     /// Not connected yet since start.
     Starting,
-    Connected { since: Instant },
+    Connected {
+        since: Instant,
+    },
     Down(Reason),
 }
 
@@ -158,7 +160,11 @@ impl SourceInput {
             .retain(|name, _| servers.values().any(|r| r.namespaces.contains_key(name)));
     }
 
-    fn fresh(&self, now: Instant, stale_after: Duration) -> impl Iterator<Item = (&String, &Received)> {
+    fn fresh(
+        &self,
+        now: Instant,
+        stale_after: Duration,
+    ) -> impl Iterator<Item = (&String, &Received)> {
         self.servers
             .iter()
             .filter(move |(_, r)| now.saturating_duration_since(r.at) <= stale_after)
@@ -271,7 +277,9 @@ pub fn reconcile(environment: &str, inputs: &Inputs, now: Instant) -> Snapshot {
                     Health::Pending
                 } else {
                     match &source.scope {
-                        Scope::Local { server_id } if source.fresh(now, stale_after).next().is_some() => {
+                        Scope::Local { server_id }
+                            if source.fresh(now, stale_after).next().is_some() =>
+                        {
                             Health::ForeignServers {
                                 own: server_id.clone(),
                                 seen: source
@@ -453,7 +461,10 @@ mod tests {
         Event::Report(ServerReport {
             server_id: Some(server_id.into()),
             clients,
-            namespaces: namespaces.iter().map(|(n, c)| (n.to_string(), *c)).collect(),
+            namespaces: namespaces
+                .iter()
+                .map(|(n, c)| (n.to_string(), *c))
+                .collect(),
             age: Duration::ZERO,
         })
     }
@@ -524,16 +535,30 @@ mod tests {
         let mut inputs = connected(local("pod-a"), t0);
         inputs.apply(
             0,
-            report("pod-a", Some(3), &[("/", 2), ("/chat", 1), ("/notifications", 0)]),
+            report(
+                "pod-a",
+                Some(3),
+                &[("/", 2), ("/chat", 1), ("/notifications", 0)],
+            ),
             t0,
             EPOCH,
         );
         let snap = reconcile("prod", &inputs, t0);
         assert_eq!(
             counts(&snap),
-            [row("/", None, 2), row("/chat", None, 1), row("/notifications", None, 0)]
+            [
+                row("/", None, 2),
+                row("/chat", None, 1),
+                row("/notifications", None, 0)
+            ]
         );
-        assert_eq!(snap.clients, [Clients { server: None, clients: 3 }]);
+        assert_eq!(
+            snap.clients,
+            [Clients {
+                server: None,
+                clients: 3
+            }]
+        );
         assert_eq!(snap.sources[0].health, Health::Up);
         assert_eq!(snap.sources[0].last_success, Some(EPOCH));
     }
@@ -588,7 +613,12 @@ mod tests {
     async fn namespace_missing_from_latest_report_leaves_output() {
         let t0 = Instant::now();
         let mut inputs = connected(local("pod-a"), t0);
-        inputs.apply(0, report("pod-a", None, &[("/", 1), ("/tenant-1", 1)]), t0, EPOCH);
+        inputs.apply(
+            0,
+            report("pod-a", None, &[("/", 1), ("/tenant-1", 1)]),
+            t0,
+            EPOCH,
+        );
         let t1 = t0 + Duration::from_secs(2);
         inputs.apply(0, report("pod-a", None, &[("/", 1)]), t1, EPOCH);
         assert_eq!(counts(&reconcile("prod", &inputs, t1)), [row("/", None, 1)]);
@@ -603,7 +633,13 @@ mod tests {
         }
         let snap = reconcile("prod", &inputs, t0);
         assert_eq!(counts(&snap), [row("/chat", None, 3)]);
-        assert_eq!(snap.clients, [Clients { server: None, clients: 3 }]);
+        assert_eq!(
+            snap.clients,
+            [Clients {
+                server: None,
+                clients: 3
+            }]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -611,11 +647,20 @@ mod tests {
         let t0 = Instant::now();
         let mut inputs = connected(Scope::Cluster, t0);
         inputs.apply(0, report("b", Some(2), &[("/", 2)]), t0, EPOCH);
-        inputs.apply(0, report("a", Some(1), &[("/", 1), ("/chat", 1)]), t0, EPOCH);
+        inputs.apply(
+            0,
+            report("a", Some(1), &[("/", 1), ("/chat", 1)]),
+            t0,
+            EPOCH,
+        );
         let snap = reconcile("prod", &inputs, t0);
         assert_eq!(
             counts(&snap),
-            [row("/", Some("a"), 1), row("/", Some("b"), 2), row("/chat", Some("a"), 1)]
+            [
+                row("/", Some("a"), 1),
+                row("/", Some("b"), 2),
+                row("/chat", Some("a"), 1)
+            ]
         );
     }
 
@@ -624,7 +669,10 @@ mod tests {
         let t0 = Instant::now();
         let mut inputs = connected(local("not-this-one"), t0);
         inputs.apply(0, report("pod-b", None, &[("/", 5)]), t0, EPOCH);
-        assert_eq!(reconcile("prod", &inputs, t0).sources[0].health, Health::Pending);
+        assert_eq!(
+            reconcile("prod", &inputs, t0).sources[0].health,
+            Health::Pending
+        );
         let later = t0 + STALE + Duration::from_secs(1);
         inputs.apply(0, report("pod-b", None, &[("/", 5)]), later, EPOCH);
         let snap = reconcile("prod", &inputs, later);
@@ -642,12 +690,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_server_reported_by_two_sources_counts_once_for_the_first() {
         let t0 = Instant::now();
-        let mut inputs = inputs(vec![source("first", Scope::Cluster), source("second", Scope::Cluster)]);
+        let mut inputs = inputs(vec![
+            source("first", Scope::Cluster),
+            source("second", Scope::Cluster),
+        ]);
         inputs.apply(0, report("a", None, &[("/", 1)]), t0, EPOCH);
         inputs.apply(1, report("a", None, &[("/", 9)]), t0, EPOCH);
         inputs.apply(1, report("b", None, &[("/", 2)]), t0, EPOCH);
         let snap = reconcile("prod", &inputs, t0);
-        assert_eq!(counts(&snap), [row("/", Some("a"), 1), row("/", Some("b"), 2)]);
+        assert_eq!(
+            counts(&snap),
+            [row("/", Some("a"), 1), row("/", Some("b"), 2)]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -673,33 +727,76 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn events_move_counts_and_the_next_report_corrects_them() {
         let t0 = Instant::now();
-        let mut inputs = inputs(vec![source("admin", local("pod-a")), source("push", local("pod-a"))]);
-        inputs.apply(0, report("pod-a", None, &[("/", 5), ("/chat", 2)]), t0, EPOCH);
-        let applied = inputs.apply(
-            1,
-            Event::Deltas(vec![delta("pod-a", "/", 1), delta("pod-a", "/chat", -1), delta("pod-a", "/new", 1)]),
+        let mut inputs = inputs(vec![
+            source("admin", local("pod-a")),
+            source("push", local("pod-a")),
+        ]);
+        inputs.apply(
+            0,
+            report("pod-a", None, &[("/", 5), ("/chat", 2)]),
             t0,
             EPOCH,
         );
-        assert_eq!(applied, Applied { corrected: false, events: 3, dropped: 0 });
+        let applied = inputs.apply(
+            1,
+            Event::Deltas(vec![
+                delta("pod-a", "/", 1),
+                delta("pod-a", "/chat", -1),
+                delta("pod-a", "/new", 1),
+            ]),
+            t0,
+            EPOCH,
+        );
+        assert_eq!(
+            applied,
+            Applied {
+                corrected: false,
+                events: 3,
+                dropped: 0
+            }
+        );
         assert_eq!(
             counts(&reconcile("prod", &inputs, t0)),
-            [row("/", None, 6), row("/chat", None, 1), row("/new", None, 1)],
+            [
+                row("/", None, 6),
+                row("/chat", None, 1),
+                row("/new", None, 1)
+            ],
             "events move the gauge at once"
         );
 
         // The app lost a disconnect event: the report says / has 5.
         let t1 = t0 + Duration::from_secs(2);
-        let applied = inputs.apply(0, report("pod-a", None, &[("/", 5), ("/chat", 1), ("/new", 1)]), t1, EPOCH);
+        let applied = inputs.apply(
+            0,
+            report("pod-a", None, &[("/", 5), ("/chat", 1), ("/new", 1)]),
+            t1,
+            EPOCH,
+        );
         assert!(applied.corrected);
         let snap = reconcile("prod", &inputs, t1);
-        assert_eq!(counts(&snap), [row("/", None, 5), row("/chat", None, 1), row("/new", None, 1)]);
-        let drift: Vec<_> = snap.drift.iter().map(|d| (d.namespace.as_str(), d.value)).collect();
+        assert_eq!(
+            counts(&snap),
+            [
+                row("/", None, 5),
+                row("/chat", None, 1),
+                row("/new", None, 1)
+            ]
+        );
+        let drift: Vec<_> = snap
+            .drift
+            .iter()
+            .map(|d| (d.namespace.as_str(), d.value))
+            .collect();
         assert_eq!(drift, [("/", 1), ("/chat", 0), ("/new", 0)]);
 
         // Without events in between, a report is no correction.
         let t2 = t1 + Duration::from_secs(2);
-        assert!(!inputs.apply(0, report("pod-a", None, &[("/", 9)]), t2, EPOCH).corrected);
+        assert!(
+            !inputs
+                .apply(0, report("pod-a", None, &[("/", 9)]), t2, EPOCH)
+                .corrected
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -711,7 +808,12 @@ mod tests {
         assert!(reconcile("prod", &inputs, t0).connections.is_empty());
         inputs.apply(0, report("pod-a", None, &[("/", 3)]), t0, EPOCH);
         let stale = t0 + STALE + Duration::from_secs(1);
-        assert_eq!(inputs.apply(0, Event::Deltas(vec![delta("pod-a", "/", 1)]), stale, EPOCH).dropped, 1);
+        assert_eq!(
+            inputs
+                .apply(0, Event::Deltas(vec![delta("pod-a", "/", 1)]), stale, EPOCH)
+                .dropped,
+            1
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -719,7 +821,12 @@ mod tests {
         let t0 = Instant::now();
         let mut inputs = connected(local("pod-a"), t0);
         inputs.apply(0, report("pod-a", None, &[("/", 1)]), t0, EPOCH);
-        inputs.apply(0, Event::Deltas(vec![delta("pod-a", "/", -1), delta("pod-a", "/", -1)]), t0, EPOCH);
+        inputs.apply(
+            0,
+            Event::Deltas(vec![delta("pod-a", "/", -1), delta("pod-a", "/", -1)]),
+            t0,
+            EPOCH,
+        );
         assert_eq!(counts(&reconcile("prod", &inputs, t0)), [row("/", None, 0)]);
     }
 
@@ -728,10 +835,21 @@ mod tests {
         let t0 = Instant::now();
         let mut inputs = connected(local("pod-a"), t0);
         inputs.sources[0].rules.max = 2;
-        inputs.apply(0, report("pod-a", None, &[("/a", 3), ("/b", 2), ("/c", 1)]), t0, EPOCH);
+        inputs.apply(
+            0,
+            report("pod-a", None, &[("/a", 3), ("/b", 2), ("/c", 1)]),
+            t0,
+            EPOCH,
+        );
         let snap = reconcile("prod", &inputs, t0);
-        assert_eq!(counts(&snap), [row("/a", None, 3), row(OVERFLOW_NAMESPACE, None, 3)]);
-        assert_eq!((snap.sources[0].folded, snap.sources[0].namespace_limit), (2, 2));
+        assert_eq!(
+            counts(&snap),
+            [row("/a", None, 3), row(OVERFLOW_NAMESPACE, None, 3)]
+        );
+        assert_eq!(
+            (snap.sources[0].folded, snap.sources[0].namespace_limit),
+            (2, 2)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -739,12 +857,22 @@ mod tests {
         let t0 = Instant::now();
         let mut s = source("admin", Scope::Cluster);
         s.report(
-            ServerReport { server_id: Some("a".into()), clients: None, namespaces: vec![], age: Duration::ZERO },
+            ServerReport {
+                server_id: Some("a".into()),
+                clients: None,
+                namespaces: vec![],
+                age: Duration::ZERO,
+            },
             t0,
             EPOCH,
         );
         s.report(
-            ServerReport { server_id: Some("b".into()), clients: None, namespaces: vec![], age: Duration::ZERO },
+            ServerReport {
+                server_id: Some("b".into()),
+                clients: None,
+                namespaces: vec![],
+                age: Duration::ZERO,
+            },
             t0 + STALE,
             EPOCH,
         );

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use url::Url;
 
-
 pub use validate::DEFAULT_LISTEN;
 
 /// A validated configuration.
@@ -326,7 +325,9 @@ impl Config {
         for source in &self.sources {
             let _ = writeln!(out, "  {} ({})", source.name, source.kind.type_name());
             let _ = match &source.scope {
-                Scope::Local { server_id } => writeln!(out, "    scope: local, server id {server_id:?}"),
+                Scope::Local { server_id } => {
+                    writeln!(out, "    scope: local, server id {server_id:?}")
+                }
                 Scope::Cluster => writeln!(out, "    scope: cluster"),
             };
             let rules = &source.namespaces;
@@ -342,7 +343,11 @@ impl Config {
                     "    url: {}\n    admin namespace: {} ({})\n    auth: {}",
                     admin.url,
                     admin.admin_namespace,
-                    if admin.include_admin_namespace { "exported" } else { "not exported" },
+                    if admin.include_admin_namespace {
+                        "exported"
+                    } else {
+                        "not exported"
+                    },
                     match &admin.credentials {
                         Some(c) => format!("user {:?}, password {}", c.username, c.password),
                         None => "none".to_owned(),
@@ -356,7 +361,8 @@ impl Config {
                     http.timeout,
                     match &http.auth {
                         HttpAuth::None => "none".to_owned(),
-                        HttpAuth::Basic(c) => format!("basic, user {:?}, password {}", c.username, c.password),
+                        HttpAuth::Basic(c) =>
+                            format!("basic, user {:?}, password {}", c.username, c.password),
                         HttpAuth::Bearer(token) => format!("bearer token {token}"),
                     },
                     http.mapping.namespaces_pointer
@@ -365,7 +371,11 @@ impl Config {
                     writeln!(out, "    file: {}", path.display())
                 }
                 SourceKind::ReportFile(ReportFileConfig::Directory(path)) => {
-                    writeln!(out, "    directory: {} (*.json, one per server)", path.display())
+                    writeln!(
+                        out,
+                        "    directory: {} (*.json, one per server)",
+                        path.display()
+                    )
                 }
                 SourceKind::Push(push) => writeln!(
                     out,

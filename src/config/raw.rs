@@ -132,7 +132,7 @@ pub(super) struct RawPush {
 /// What a source table says, split into its parts.
 pub(super) enum RawSource {
     SocketioAdmin(RawSocketioAdmin),
-    HttpJson(RawHttpJson),
+    HttpJson(Box<RawHttpJson>),
     ReportFile(RawReportFile),
     Push(RawPush),
 }
@@ -156,10 +156,14 @@ pub(super) fn split_source(mut table: toml::Table) -> Result<(RawCommon, RawSour
     let common: RawCommon = from_table(common)?;
     let source = match kind.as_str() {
         "socketio_admin" => RawSource::SocketioAdmin(from_table(table)?),
-        "http_json" => RawSource::HttpJson(from_table(table)?),
+        "http_json" => RawSource::HttpJson(Box::new(from_table(table)?)),
         "report_file" => RawSource::ReportFile(from_table(table)?),
         "push" => RawSource::Push(from_table(table)?),
-        other => return Err(format!("type: unknown source type {other:?}; one of {SOURCE_TYPES}")),
+        other => {
+            return Err(format!(
+                "type: unknown source type {other:?}; one of {SOURCE_TYPES}"
+            ));
+        }
     };
     Ok((common, source))
 }

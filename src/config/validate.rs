@@ -52,7 +52,10 @@ impl Problems {
         if secs.is_finite() && secs > 0.0 && secs < 1e9 {
             Duration::from_secs_f64(secs)
         } else {
-            self.add(path, format!("must be a positive number of seconds, got {secs}"));
+            self.add(
+                path,
+                format!("must be a positive number of seconds, got {secs}"),
+            );
             Duration::from_secs_f64(default)
         }
     }
@@ -93,7 +96,9 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             "listen.address",
             format!("{listen_text:?} is not an IP address with a port, e.g. \"0.0.0.0:8797\""),
         );
-        DEFAULT_LISTEN.parse().expect("default listen address parses")
+        DEFAULT_LISTEN
+            .parse()
+            .expect("default listen address parses")
     });
 
     let interval = problems.seconds(
@@ -149,7 +154,9 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
                 }
                 SourceKind::SocketioAdmin(socketio_admin(&path, admin, &mut problems))
             }
-            RawSource::HttpJson(http) => SourceKind::HttpJson(http_json(&path, http, &mut problems)),
+            RawSource::HttpJson(http) => {
+                SourceKind::HttpJson(http_json(&path, *http, &mut problems))
+            }
             RawSource::ReportFile(file) => {
                 SourceKind::ReportFile(report_file(&path, file, &mut problems))
             }
@@ -196,7 +203,6 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         },
         sources,
     };
-    problems.0.extend(config.exposure_problems());
     if problems.0.is_empty() {
         Ok(config)
     } else {
@@ -205,8 +211,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
 }
 
 impl Config {
-    /// Problems that depend on the listen address, which `--listen` may override after the
-    /// file was read: a push source without a token must not be reachable from outside.
+    /// Problems that depend on the effective listen address, checked after `--listen` has
+    /// overridden the file: a push source without a token must not be reachable from outside.
     pub fn exposure_problems(&self) -> Vec<Problem> {
         let mut problems = Problems::default();
         for (i, source) in self.sources.iter().enumerate() {
@@ -238,7 +244,12 @@ fn scope(path: &str, common: &RawCommon, problems: &mut Problems) -> (Scope, Str
         problems,
     );
     match common.scope.unwrap_or(RawScope::Local) {
-        RawScope::Local => (Scope::Local { server_id: own.clone() }, own),
+        RawScope::Local => (
+            Scope::Local {
+                server_id: own.clone(),
+            },
+            own,
+        ),
         RawScope::Cluster => (Scope::Cluster, own),
     }
 }
@@ -254,8 +265,8 @@ fn namespace_rules(path: &str, common: RawCommon, problems: &mut Problems) -> Na
         .namespace_groups
         .into_iter()
         .enumerate()
-        .filter_map(|(j, RawGroup { pattern, replace })| {
-            match regex::Regex::new(&pattern) {
+        .filter_map(
+            |(j, RawGroup { pattern, replace })| match regex::Regex::new(&pattern) {
                 Ok(pattern) => Some(NamespaceGroup { pattern, replace }),
                 Err(e) => {
                     problems.add(
@@ -264,13 +275,17 @@ fn namespace_rules(path: &str, common: RawCommon, problems: &mut Problems) -> Na
                     );
                     None
                 }
-            }
-        })
+            },
+        )
         .collect();
     NamespaceRules { groups, max }
 }
 
-fn socketio_admin(path: &str, raw: RawSocketioAdmin, problems: &mut Problems) -> SocketioAdminConfig {
+fn socketio_admin(
+    path: &str,
+    raw: RawSocketioAdmin,
+    problems: &mut Problems,
+) -> SocketioAdminConfig {
     let socket_path = raw.path.unwrap_or_else(|| "/socket.io/".to_owned());
     if !socket_path.starts_with('/') {
         problems.add(
@@ -327,14 +342,20 @@ fn http_json(path: &str, raw: RawHttpJson, problems: &mut Problems) -> HttpJsonC
         Some(Ok(url)) => {
             problems.add(
                 format!("{path}.endpoint"),
-                format!("scheme {:?} is not supported, use http:// or https://", url.scheme()),
+                format!(
+                    "scheme {:?} is not supported, use http:// or https://",
+                    url.scheme()
+                ),
             );
             placeholder_url()
         }
         Some(Err(e)) => {
             problems.add(
                 format!("{path}.endpoint"),
-                format!("{:?} is not an absolute URL ({e})", raw.endpoint.unwrap_or_default()),
+                format!(
+                    "{:?} is not an absolute URL ({e})",
+                    raw.endpoint.unwrap_or_default()
+                ),
             );
             placeholder_url()
         }
@@ -459,7 +480,14 @@ fn report_file(path: &str, raw: RawReportFile, problems: &mut Problems) -> Repor
 
 fn push(path: &str, raw: RawPush, problems: &mut Problems) -> PushConfig {
     PushConfig {
-        token: secret(path, "token", raw.token, raw.token_env, raw.token_file, problems),
+        token: secret(
+            path,
+            "token",
+            raw.token,
+            raw.token_env,
+            raw.token_file,
+            problems,
+        ),
         max_body_bytes: problems.count(
             &format!("{path}.max_body_bytes"),
             raw.max_body_bytes,
@@ -710,12 +738,17 @@ mod tests {
         let ParseError::Syntax(message) = err else {
             panic!("expected a syntax error, got {err:?}")
         };
-        assert!(message.contains("unknown field `intervall_secs`"), "{message}");
+        assert!(
+            message.contains("unknown field `intervall_secs`"),
+            "{message}"
+        );
 
         let in_source = problems(&format!("{MINIMAL}\nintervall_secs = 3\n"));
         assert_eq!(in_source.len(), 1);
         assert!(
-            in_source[0].starts_with("sources[0]: unknown field `intervall_secs`, expected one of `endpoint`"),
+            in_source[0].starts_with(
+                "sources[0]: unknown field `intervall_secs`, expected one of `endpoint`"
+            ),
             "{in_source:?}"
         );
     }

@@ -55,8 +55,8 @@ pub fn client(config: &HttpJsonConfig) -> anyhow::Result<reqwest::Client> {
         .user_agent(concat!("socketio-exporter/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(3));
     if let Some(ca) = &config.ca_file {
-        let pem = std::fs::read(ca)
-            .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?;
+        let pem =
+            std::fs::read(ca).map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?;
         for certificate in reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?
         {
@@ -101,8 +101,12 @@ pub async fn run(
                 let delay = backoff.next_delay();
                 let url = config.url.as_str();
                 match log.failure(reason, Instant::now()) {
-                    Verdict::First => tracing::warn!(source = name, %reason, url, retry_in = ?delay, "{error}"),
-                    Verdict::Reminder { suppressed } => tracing::warn!(source = name, %reason, url, retry_in = ?delay, repeated = suppressed, "still failing: {error}"),
+                    Verdict::First => {
+                        tracing::warn!(source = name, %reason, url, retry_in = ?delay, "{error}")
+                    }
+                    Verdict::Reminder { suppressed } => {
+                        tracing::warn!(source = name, %reason, url, retry_in = ?delay, repeated = suppressed, "still failing: {error}")
+                    }
                     Verdict::Quiet => tracing::debug!(source = name, %reason, url, "{error}"),
                 }
                 delay
@@ -115,7 +119,10 @@ pub async fn run(
     }
 }
 
-async fn poll(client: &reqwest::Client, config: &HttpJsonConfig) -> Result<ServerReport, PollError> {
+async fn poll(
+    client: &reqwest::Client,
+    config: &HttpJsonConfig,
+) -> Result<ServerReport, PollError> {
     let mut request = client.get(config.url.clone());
     for (name, value) in &config.headers {
         request = request.header(name, value);
@@ -171,12 +178,21 @@ pub fn map(json: &Value, mapping: &JsonMapping) -> Result<ServerReport, String> 
                     .get(&mapping.namespace_field)
                     .and_then(Value::as_str)
                     .ok_or_else(|| {
-                        format!("{at}: expected a string field {:?} (namespace_field)", mapping.namespace_field)
+                        format!(
+                            "{at}: expected a string field {:?} (namespace_field)",
+                            mapping.namespace_field
+                        )
                     })?;
                 let count = item.get(&mapping.count_field).ok_or_else(|| {
-                    format!("{at}: expected a field {:?} (count_field)", mapping.count_field)
+                    format!(
+                        "{at}: expected a field {:?} (count_field)",
+                        mapping.count_field
+                    )
                 })?;
-                Ok((name.to_owned(), count_at(count, &format!("{at}/{}", mapping.count_field))?))
+                Ok((
+                    name.to_owned(),
+                    count_at(count, &format!("{at}/{}", mapping.count_field))?,
+                ))
             })
             .collect::<Result<Vec<_>, String>>()?,
         other => {
@@ -188,7 +204,8 @@ pub fn map(json: &Value, mapping: &JsonMapping) -> Result<ServerReport, String> 
     };
     let clients = match &mapping.clients_pointer {
         Some(p) => Some(count_at(
-            json.pointer(p).ok_or_else(|| format!("clients_pointer {p:?}: nothing there"))?,
+            json.pointer(p)
+                .ok_or_else(|| format!("clients_pointer {p:?}: nothing there"))?,
             p,
         )?),
         None => None,
@@ -212,9 +229,12 @@ pub fn map(json: &Value, mapping: &JsonMapping) -> Result<ServerReport, String> 
 }
 
 fn count_at(value: &Value, at: &str) -> Result<u64, String> {
-    value
-        .as_u64()
-        .ok_or_else(|| format!("{at}: expected a non-negative integer count, found {}", kind(value)))
+    value.as_u64().ok_or_else(|| {
+        format!(
+            "{at}: expected a non-negative integer count, found {}",
+            kind(value)
+        )
+    })
 }
 
 fn kind(value: &Value) -> String {
@@ -272,11 +292,31 @@ mod tests {
     #[test]
     fn errors_say_what_was_expected_where() {
         let cases = [
-            (json!({}), "/namespaces", "namespaces_pointer \"/namespaces\": nothing there"),
-            (json!({"namespaces": "x"}), "/namespaces", "namespaces_pointer \"/namespaces\": expected an object of counts or an array, found a string"),
-            (json!({"namespaces": {"/": -1}}), "/namespaces", "/namespaces//: expected a non-negative integer count, found the number -1"),
-            (json!({"namespaces": {"/": 1.5}}), "/namespaces", "/namespaces//: expected a non-negative integer count, found the number 1.5"),
-            (json!({"namespaces": [{"name": "/"}]}), "/namespaces", "/namespaces/0: expected a field \"count\" (count_field)"),
+            (
+                json!({}),
+                "/namespaces",
+                "namespaces_pointer \"/namespaces\": nothing there",
+            ),
+            (
+                json!({"namespaces": "x"}),
+                "/namespaces",
+                "namespaces_pointer \"/namespaces\": expected an object of counts or an array, found a string",
+            ),
+            (
+                json!({"namespaces": {"/": -1}}),
+                "/namespaces",
+                "/namespaces//: expected a non-negative integer count, found the number -1",
+            ),
+            (
+                json!({"namespaces": {"/": 1.5}}),
+                "/namespaces",
+                "/namespaces//: expected a non-negative integer count, found the number 1.5",
+            ),
+            (
+                json!({"namespaces": [{"name": "/"}]}),
+                "/namespaces",
+                "/namespaces/0: expected a field \"count\" (count_field)",
+            ),
         ];
         for (json, pointer, expected) in cases {
             assert_eq!(map(&json, &mapping(pointer)).unwrap_err(), expected);

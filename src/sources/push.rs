@@ -122,14 +122,19 @@ impl PushEndpoint {
                 if e.is::<http_body_util::LengthLimitError>() {
                     too_large()
                 } else {
-                    (StatusCode::BAD_REQUEST, None, format!("cannot read the body: {e}"))
+                    (
+                        StatusCode::BAD_REQUEST,
+                        None,
+                        format!("cannot read the body: {e}"),
+                    )
                 }
             })?
             .to_bytes();
         let rejected = |e: FormatError| (StatusCode::BAD_REQUEST, Some(e.reason()), e.to_string());
         match kind {
             Kind::Report => {
-                let report = report::parse_report(&body, SystemTime::now(), None).map_err(rejected)?;
+                let report =
+                    report::parse_report(&body, SystemTime::now(), None).map_err(rejected)?;
                 self.outbox.send(Event::Report(report)).await;
                 Ok(1)
             }

@@ -79,7 +79,11 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, FormatError> {
         let inner = e.into_inner().to_string();
         // serde_json appends the position; the key path says more.
         let inner = inner.split(" at line ").next().unwrap_or(&inner).to_owned();
-        FormatError::Shape(if path == "." { inner } else { format!("{path}: {inner}") })
+        FormatError::Shape(if path == "." {
+            inner
+        } else {
+            format!("{path}: {inner}")
+        })
     })
 }
 
@@ -181,7 +185,10 @@ mod tests {
         .unwrap();
         assert_eq!(report.server_id.as_deref(), Some("pod-a"));
         assert_eq!(report.clients, Some(3));
-        assert_eq!(report.namespaces, [("/".into(), 2), ("/we\"ird\\ns".into(), 1)]);
+        assert_eq!(
+            report.namespaces,
+            [("/".into(), 2), ("/we\"ird\\ns".into(), 1)]
+        );
         assert_eq!(report.age, Duration::from_secs(5));
     }
 
@@ -195,9 +202,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(with_offset.age, Duration::from_secs(5));
-        let by_mtime = parse_report(br#"{"namespaces":{}}"#, now, Some(at("2026-11-25T20:00:01Z"))).unwrap();
+        let by_mtime = parse_report(
+            br#"{"namespaces":{}}"#,
+            now,
+            Some(at("2026-11-25T20:00:01Z")),
+        )
+        .unwrap();
         assert_eq!(by_mtime.age, Duration::from_secs(4));
-        let future = parse_report(br#"{"generated_at":"2030-01-01T00:00:00Z","namespaces":{}}"#, now, None).unwrap();
+        let future = parse_report(
+            br#"{"generated_at":"2030-01-01T00:00:00Z","namespaces":{}}"#,
+            now,
+            None,
+        )
+        .unwrap();
         assert_eq!(future.age, Duration::ZERO);
     }
 
@@ -226,12 +243,22 @@ mod tests {
         assert_eq!(
             deltas,
             [
-                Delta { server_id: Some("a".into()), namespace: "/chat".into(), change: 1 },
-                Delta { server_id: Some("b".into()), namespace: "/".into(), change: -1 },
+                Delta {
+                    server_id: Some("a".into()),
+                    namespace: "/chat".into(),
+                    change: 1
+                },
+                Delta {
+                    server_id: Some("b".into()),
+                    namespace: "/".into(),
+                    change: -1
+                },
             ]
         );
         assert_eq!(
-            parse_events(br#"{"events":[{"type":"join","namespace":"/"}]}"#).unwrap_err().reason(),
+            parse_events(br#"{"events":[{"type":"join","namespace":"/"}]}"#)
+                .unwrap_err()
+                .reason(),
             Reason::InvalidReport
         );
     }

@@ -94,7 +94,9 @@ fn watch(
         }
     })
     .ok()?;
-    debouncer.watch(directory, RecursiveMode::NonRecursive).ok()?;
+    debouncer
+        .watch(directory, RecursiveMode::NonRecursive)
+        .ok()?;
     Some(debouncer)
 }
 
@@ -141,7 +143,11 @@ impl ReportFiles<'_> {
                 }
                 if self.single.is_some() && !self.missing_reported {
                     self.missing_reported = true;
-                    self.fail(path, Reason::Missing, "the report file does not exist".into());
+                    self.fail(
+                        path,
+                        Reason::Missing,
+                        "the report file does not exist".into(),
+                    );
                     self.outbox.send(Event::Down(Reason::Missing)).await;
                 }
                 return;
@@ -216,9 +222,15 @@ impl ReportFiles<'_> {
         self.telemetry.source_error(self.name, reason);
         let file = path.display();
         match self.log.failure(reason, Instant::now()) {
-            Verdict::First => tracing::warn!(source = self.name, %reason, %file, "report file: {detail}; keeping the last good report"),
-            Verdict::Reminder { suppressed } => tracing::warn!(source = self.name, %reason, %file, repeated = suppressed, "report file still failing: {detail}"),
-            Verdict::Quiet => tracing::debug!(source = self.name, %reason, %file, "report file: {detail}"),
+            Verdict::First => {
+                tracing::warn!(source = self.name, %reason, %file, "report file: {detail}; keeping the last good report")
+            }
+            Verdict::Reminder { suppressed } => {
+                tracing::warn!(source = self.name, %reason, %file, repeated = suppressed, "report file still failing: {detail}")
+            }
+            Verdict::Quiet => {
+                tracing::debug!(source = self.name, %reason, %file, "report file: {detail}")
+            }
         }
     }
 }

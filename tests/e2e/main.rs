@@ -10,4 +10,5 @@
 mod admin;
 mod cli;
 mod faults;
+mod sources;
 mod support;

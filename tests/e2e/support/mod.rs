@@ -253,22 +253,29 @@ pub struct Exporter {
     _dir: tempfile::TempDir,
 }
 
-/// A `socketio_admin` source for `app` with `extra` TOML lines, under a fast sync.
-pub fn admin_config(app_url: &str, extra: &str) -> String {
+/// A config with the tests' fast sync and the given `[[sources]]` tables.
+pub fn config(sources: &str) -> String {
     format!(
         r#"environment = "test"
 [sync]
 interval_secs = 1
 stale_after_secs = 5
 
-[[sources]]
+{sources}
+"#
+    )
+}
+
+/// A `socketio_admin` source for `app` with `extra` TOML lines, under a fast sync.
+pub fn admin_config(app_url: &str, extra: &str) -> String {
+    config(&format!(
+        r#"[[sources]]
 type = "socketio_admin"
 endpoint = "{app_url}"
 username = "admin"
 password_env = "TEST_ADMIN_PASSWORD"
-{extra}
-"#
-    )
+{extra}"#
+    ))
 }
 
 impl Exporter {
@@ -361,12 +368,36 @@ pub fn http_get(addr: &SocketAddr, path: &str) -> std::io::Result<(u16, String)>
 }
 
 pub fn request(addr: &SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    send(addr, method, path, &[], b"")
+}
+
+/// A POST with a JSON body and optional extra headers.
+pub fn post(addr: &SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    send(addr, "POST", path, &all, body).expect("POST to the exporter")
+}
+
+fn send(
+    addr: &SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    // A server may answer (413) before reading a large body; the answer is what counts.
+    let _ = stream.write_all(body);
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let raw = String::from_utf8(raw).expect("UTF-8 response");
