@@ -44,6 +44,7 @@ fn empty() -> Inputs {
             servers: Default::default(),
             last_success: None,
             drift: Default::default(),
+            corrections: 0,
         }],
         stale_after: Duration::from_secs(10),
     }

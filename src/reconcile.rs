@@ -31,7 +31,8 @@ use crate::telemetry::Telemetry;
 const SEEN_IDS_SHOWN: usize = 10;
 /// Servers kept per source; reports from further server ids are ignored.
 const MAX_SERVERS: usize = 1024;
-/// Connection events are published this soon, bursts coalesced, without waiting for a tick.
+/// Connection events, corrections and lost sources are published this soon, bursts
+/// coalesced, without waiting for a tick.
 const EVENT_PUBLISH_DELAY: Duration = Duration::from_millis(20);
 
 /// What the loop keeps of one source between ticks.
@@ -49,6 +50,8 @@ pub struct SourceInput {
     pub last_success: Option<SystemTime>,
     /// Per namespace, the drift the last comparison of events against a full report found.
     pub drift: BTreeMap<String, u64>,
+    /// Full reports that corrected event-moved counts, since start.
+    pub corrections: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +99,7 @@ impl SourceInput {
             servers: BTreeMap::new(),
             last_success: None,
             drift: BTreeMap::new(),
+            corrections: 0,
         }
     }
 
@@ -133,6 +137,9 @@ impl SourceInput {
                     self.drift.insert(name.clone(), drift);
                 }
             }
+        }
+        if corrected {
+            self.corrections += 1;
         }
         if self.scope.includes(&id) {
             self.last_success = Some(wall);
@@ -305,6 +312,7 @@ pub fn reconcile(environment: &str, inputs: &Inputs, now: Instant) -> Snapshot {
             last_success: source.last_success,
             folded,
             namespace_limit: source.rules.max,
+            corrections: source.corrections,
         });
     }
 
@@ -331,8 +339,8 @@ pub fn reconcile(environment: &str, inputs: &Inputs, now: Instant) -> Snapshot {
 }
 
 /// The sync loop: applies source updates as they arrive, and every `interval` reconciles and
-/// publishes a new snapshot; connection events are published within milliseconds. Logs
-/// each change of a source's health once.
+/// publishes a new snapshot; connection events, corrections and lost sources are published
+/// within milliseconds. Logs each change of a source's health once.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     environment: String,
@@ -353,15 +361,15 @@ pub async fn run(
             _ = cancel.cancelled() => break,
             Some(update) = updates.recv() => {
                 let source = update.source;
+                // Losing data shows at once too: unknown must not linger as a number.
+                let withdrawn = matches!(update.event, Event::Down(_) | Event::Forget(_));
                 let applied = inputs.apply(source, update.event, Instant::now(), SystemTime::now());
                 let name = &inputs.sources[source].name;
-                if applied.corrected {
-                    telemetry.correction(name);
-                }
                 for _ in 0..applied.dropped {
                     telemetry.source_error(name, Reason::NoReport);
                 }
-                if applied.events > 0 && publish_at.is_none() {
+                // A correction publishes with its counter, so the two never disagree on a scrape.
+                if (applied.events > 0 || applied.corrected || withdrawn) && publish_at.is_none() {
                     publish_at = Some(Instant::now() + EVENT_PUBLISH_DELAY);
                 }
             }
@@ -494,6 +502,7 @@ mod tests {
             servers: BTreeMap::new(),
             last_success: None,
             drift: BTreeMap::new(),
+            corrections: 0,
         }
     }
 
@@ -774,7 +783,9 @@ mod tests {
             EPOCH,
         );
         assert!(applied.corrected);
+        inputs.sources[0].prune(t1, STALE);
         let snap = reconcile("prod", &inputs, t1);
+        assert_eq!(snap.sources[0].corrections, 1);
         assert_eq!(
             counts(&snap),
             [

@@ -51,6 +51,9 @@ pub struct SourceStatus {
     pub folded: usize,
     /// The `max_namespaces` cap.
     pub namespace_limit: usize,
+    /// Full reports that corrected event-moved counts, since start. Kept here rather than
+    /// in a registry counter so that it is always rendered with the drift it caused.
+    pub corrections: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,6 @@ use crate::sources::Reason;
 pub struct Telemetry {
     registry: Registry,
     source_errors: IntCounterVec,
-    corrections: IntCounterVec,
     sync_duration: Histogram,
 }
 
@@ -28,15 +27,6 @@ impl Telemetry {
             &["source", "reason"],
         )
         .expect("valid metric definition");
-        let corrections = IntCounterVec::new(
-            Opts::new(
-                "socketio_exporter_reconcile_corrections_total",
-                "Full reports that disagreed with the counts connection events had moved: \
-                 each is a correction of drifted event-driven counts.",
-            ),
-            &["source"],
-        )
-        .expect("valid metric definition");
         let sync_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "socketio_exporter_sync_duration_seconds",
@@ -49,9 +39,6 @@ impl Telemetry {
         .expect("valid metric definition");
         registry
             .register(Box::new(source_errors.clone()))
-            .expect("registered once");
-        registry
-            .register(Box::new(corrections.clone()))
             .expect("registered once");
         registry
             .register(Box::new(sync_duration.clone()))
@@ -67,12 +54,10 @@ impl Telemetry {
             for reason in reasons {
                 source_errors.with_label_values(&[source, reason.as_str()]);
             }
-            corrections.with_label_values(&[source]);
         }
         Telemetry {
             registry,
             source_errors,
-            corrections,
             sync_duration,
         }
     }
@@ -81,10 +66,6 @@ impl Telemetry {
         self.source_errors
             .with_label_values(&[source, reason.as_str()])
             .inc();
-    }
-
-    pub fn correction(&self, source: &str) {
-        self.corrections.with_label_values(&[source]).inc();
     }
 
     pub fn observe_sync(&self, took: Duration) {

@@ -580,8 +580,10 @@ function createReporter(io, options = {}) {
     try {
       handle = await fs.promises.open(tmpFile, "w", 0o644);
       try {
+        // No fsync: the rename alone makes the swap atomic for readers, and
+        // durability across a crash does not matter for a report that goes
+        // stale in seconds (a torn file after power loss is just invalid).
         await handle.writeFile(data, "utf8");
-        await handle.datasync();
       } finally {
         await handle.close();
       }

@@ -104,6 +104,19 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
 
     family(
         out,
+        "socketio_exporter_reconcile_corrections_total",
+        "counter",
+        "Full reports that disagreed with the counts connection events had moved: each \
+         corrected drifted event-driven counts.",
+    );
+    for s in &snapshot.sources {
+        out.push_str("socketio_exporter_reconcile_corrections_total{source=\"");
+        escape(out, &s.name);
+        let _ = writeln!(out, "\"}} {}", s.corrections);
+    }
+
+    family(
+        out,
         "socketio_exporter_namespaces_folded",
         "gauge",
         "Namespace values summed into namespace=\"__other__\" because a server reported more \
@@ -199,6 +212,7 @@ mod tests {
                     last_success: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_500)),
                     folded: 0,
                     namespace_limit: 1000,
+                    corrections: 4,
                 },
                 SourceStatus {
                     name: "other".into(),
@@ -206,6 +220,7 @@ mod tests {
                     last_success: None,
                     folded: 2,
                     namespace_limit: 10,
+                    corrections: 0,
                 },
             ],
             drift: vec![crate::snapshot::Drift {
@@ -229,16 +244,18 @@ mod tests {
             ]
         );
         assert_eq!(
-            samples[6..11],
+            samples[6..13],
             [
                 r#"socketio_exporter_reconcile_drift{source="admin",namespace="/chat"} 3"#,
+                r#"socketio_exporter_reconcile_corrections_total{source="admin"} 4"#,
+                r#"socketio_exporter_reconcile_corrections_total{source="other"} 0"#,
                 r#"socketio_exporter_namespaces_folded{source="admin"} 0"#,
                 r#"socketio_exporter_namespaces_folded{source="other"} 2"#,
                 r#"socketio_exporter_namespace_limit{source="admin"} 1000"#,
                 r#"socketio_exporter_namespace_limit{source="other"} 10"#,
             ]
         );
-        assert!(samples[11].starts_with("socketio_exporter_build_info{version=\""));
+        assert!(samples[13].starts_with("socketio_exporter_build_info{version=\""));
         assert!(out.contains("# TYPE websocket_connections gauge\n"));
     }
 

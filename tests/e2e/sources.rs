@@ -262,15 +262,13 @@ fn report_directory_holds_one_server_per_file() {
 
 /// A push source (loopback listener, so no token is needed unless configured).
 fn push_config(extra: &str) -> String {
-    config(&format!(
-        "[[sources]]\ntype = \"push\"\nmax_body_bytes = 4096\n{extra}"
-    ))
+    config(&format!("[[sources]]\ntype = \"push\"\n{extra}"))
 }
 
 #[test]
 fn push_rejects_wrong_tokens_and_oversized_bodies_with_json_errors() {
     let exporter = Exporter::start_with_env(
-        &push_config("token_env = \"TEST_PUSH_TOKEN\""),
+        &push_config("token_env = \"TEST_PUSH_TOKEN\"\nmax_body_bytes = 4096"),
         &[("TEST_PUSH_TOKEN", "s3cret")],
     );
     let body = json!({"namespaces": {"/": 1}}).to_string();
@@ -474,4 +472,85 @@ fn ten_thousand_dynamic_namespaces_are_grouped_and_capped() {
         "RSS with 10 000 namespaces (capped at 100): {:.1} MiB",
         rss / 1048576.0
     );
+}
+
+/// Waits until the exporter shows exactly the app's own per-namespace counts.
+fn matches_truth(exporter: &Exporter, app: &App) -> Scrape {
+    wait_for(exporter, "the app's own counts", |s| {
+        s.connections() == app.truth().namespaces
+    })
+}
+
+#[test]
+fn reporter_module_writes_report_files_the_exporter_reads_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.json");
+    let app = App::start_with(
+        "app-file",
+        0,
+        &[
+            "--no-admin-ui",
+            "--report-file",
+            file.to_str().unwrap(),
+            "--report-interval",
+            "500",
+        ],
+    );
+    let exporter = Exporter::start(&config(&format!(
+        "[[sources]]\ntype = \"report_file\"\npath = \"{}\"\nserver_id = \"app-file\"\n",
+        file.display()
+    )));
+    let mut clients = Clients::start();
+    clients.connect("c1", &app, &["/", "/chat", "/tenant-3"]);
+    clients.connect("c2", &app, &[WEIRD_NAMESPACE, "/"]);
+    let scrape = matches_truth(&exporter, &app);
+    assert_eq!(scrape.connections()["/"], 2);
+    clients.disconnect("c1");
+    matches_truth(&exporter, &app);
+}
+
+#[test]
+fn reporter_module_pushes_reports_and_events_and_drift_is_corrected() {
+    let exporter = Exporter::start(&push_config("server_id = \"app-push\""));
+    let push_url = format!("http://{}", exporter.addr);
+    // --drift: the app loses every other disconnect event, as a hand-kept counter would.
+    let app = App::start_with(
+        "app-push",
+        0,
+        &[
+            "--no-admin-ui",
+            "--push-url",
+            &push_url,
+            "--push-events",
+            "--drift",
+            "--report-interval",
+            "2000",
+        ],
+    );
+    let mut clients = Clients::start();
+    for i in 0..6 {
+        clients.connect(&format!("c{i}"), &app, &["/", "/chat"]);
+    }
+    matches_truth(&exporter, &app);
+    for i in 0..4 {
+        clients.disconnect(&format!("c{i}"));
+    }
+    // Right after the disconnects the events have drifted; the next report corrects them.
+    let scrape = wait_for(&exporter, "a correction", |s| {
+        s.value(
+            "socketio_exporter_reconcile_corrections_total",
+            &[("source", "push")],
+        ) >= Some(1.0)
+    });
+    assert!(
+        scrape
+            .value(
+                "socketio_exporter_reconcile_drift",
+                &[("source", "push"), ("namespace", "/")]
+            )
+            .is_some(),
+        "{}",
+        scrape.text
+    );
+    matches_truth(&exporter, &app);
 }

@@ -1,0 +1,90 @@
+// Types for socketio-exporter-reporter (index.js). No dependency on
+// socket.io's types: any socket.io >= 4 Server fits `SocketIoServer`.
+
+/** The parts of a socket.io Server the reporter reads. */
+export interface SocketIoServer {
+  _nsps: Map<string, { name: string; sockets: Map<string, unknown> }>;
+  engine?: { clientsCount: number };
+  on(event: "new_namespace", listener: (nsp: unknown) => void): unknown;
+  off(event: "new_namespace", listener: (nsp: unknown) => void): unknown;
+}
+
+/** schemas/report.schema.json */
+export interface Report {
+  version?: 1;
+  server_id?: string;
+  generated_at?: string;
+  clients?: number;
+  namespaces: Record<string, number>;
+}
+
+/** One entry of schemas/events.schema.json's `events`. */
+export interface ConnectionEvent {
+  type: "connect" | "disconnect";
+  namespace: string;
+}
+
+export interface ReporterOptions {
+  /** Which server the counts are from. Unset or "": left out (the exporter's own server). */
+  serverId?: string | null;
+  /** Write the report to this file atomically every intervalMs. */
+  file?: string | null;
+  /** The exporter's base URL; reports go to <pushUrl>/push/report. */
+  pushUrl?: string | null;
+  /** Bearer token for the pushes. Unset or "": no Authorization header. */
+  token?: string | null;
+  /** Also push connect/disconnect events to <pushUrl>/push/events. Default false. */
+  events?: boolean;
+  /** Default 2000, at least 10. */
+  intervalMs?: number;
+  /** Per push request, and the bound on stop()'s final flush. Default 5000. */
+  timeoutMs?: number;
+  /** Default 100. */
+  eventFlushMs?: number;
+  /** Default 500, at most 10000. */
+  eventBatchSize?: number;
+  /** Default 10000. */
+  maxQueuedEvents?: number;
+  /** Default: console.warn, each distinct error at most once a minute. */
+  onError?: (err: ReporterError) => void;
+  /** Test hook: return false to leave an event out (see README). */
+  eventFilter?: (event: ConnectionEvent, socket: unknown) => boolean;
+}
+
+export interface ReporterStats {
+  reportsSent: number;
+  reportsFailed: number;
+  reportsDropped: number;
+  eventsSent: number;
+  eventsFailed: number;
+  eventsDropped: number;
+  eventsFiltered: number;
+  fileWrites: number;
+  fileErrors: number;
+  fileSkipped: number;
+  lastError: string | null;
+}
+
+export interface Reporter {
+  /** Stops timers and listeners, sends what is buffered and a final report. Never rejects. */
+  stop(): Promise<ReporterStats>;
+  stats(): ReporterStats;
+}
+
+export class ReporterError extends Error {
+  kind: "file" | "report" | "events" | "backlog" | "overflow" | "snapshot" | "eventFilter";
+  status?: number;
+  code?: string;
+  dropped?: number;
+}
+
+export const DEFAULTS: Readonly<{
+  intervalMs: number;
+  timeoutMs: number;
+  eventFlushMs: number;
+  eventBatchSize: number;
+  maxQueuedEvents: number;
+}>;
+
+export function createReporter(io: SocketIoServer, options: ReporterOptions): Reporter;
+export function buildReport(io: SocketIoServer, options?: { serverId?: string }): Report;
