@@ -9,5 +9,6 @@
 
 mod admin;
 mod cli;
+mod dashboard;
 mod faults;
 mod support;
