@@ -45,6 +45,7 @@ fn empty() -> Inputs {
             last_success: None,
             drift: Default::default(),
             corrections: 0,
+            last_events: None,
         }],
         stale_after: Duration::from_secs(10),
     }

@@ -52,6 +52,9 @@ pub struct SourceInput {
     pub drift: BTreeMap<String, u64>,
     /// Full reports that corrected event-moved counts, since start.
     pub corrections: u64,
+    /// When connection events from this source last moved a current report (of any
+    /// source): an events-only push source is up while they flow.
+    pub last_events: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +103,7 @@ impl SourceInput {
             last_success: None,
             drift: BTreeMap::new(),
             corrections: 0,
+            last_events: None,
         }
     }
 
@@ -238,6 +242,9 @@ impl Inputs {
             received.adjusted = true;
             applied.events += 1;
         }
+        if applied.events > 0 {
+            self.sources[index].last_events = Some(now);
+        }
         applied
     }
 }
@@ -279,6 +286,11 @@ pub fn reconcile(environment: &str, inputs: &Inputs, now: Instant) -> Snapshot {
                         }
                         folded += received.folded;
                     }
+                    Health::Up
+                } else if source
+                    .last_events
+                    .is_some_and(|at| now.saturating_duration_since(at) <= stale_after)
+                {
                     Health::Up
                 } else if !connected_long {
                     Health::Pending
@@ -503,6 +515,7 @@ mod tests {
             last_success: None,
             drift: BTreeMap::new(),
             corrections: 0,
+            last_events: None,
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod admin;
 mod cli;
+mod dashboard;
 mod faults;
 mod sources;
 mod support;

@@ -2,6 +2,7 @@
 //! socket.io-client clients, the real exporter binary, a scrape parser, and polling.
 
 pub mod fake_server;
+pub mod prometheus;
 pub mod scrape;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub use prometheus::Prometheus;
 pub use scrape::Scrape;
 
 /// Time for processes to start and answer.
