@@ -3,6 +3,7 @@
 
 pub mod fake_server;
 pub mod prometheus;
+pub mod redis;
 pub mod scrape;
 
 use std::collections::BTreeMap;
@@ -442,6 +443,6 @@ pub fn require_tool(program: &str) -> PathBuf {
             .find(|candidate| candidate.is_file())
     });
     found.unwrap_or_else(|| {
-        panic!("{program} is not installed: run scripts/test, which installs it (Debian package `prometheus`)")
+        panic!("{program} is not installed: run scripts/test, which installs the tools the tests need (Debian packages prometheus, redis-server)")
     })
 }

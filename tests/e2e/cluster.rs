@@ -1,0 +1,152 @@
+//! A Socket.IO cluster behind the Redis adapter: three real servers, one sidecar exporter
+//! per server in local scope and one exporter for the whole cluster. Every admin client
+//! receives every server's stats through Redis, so this is where double counting would show.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::support::redis::Redis;
+use crate::support::{App, Clients, Exporter, Scrape, admin_config, eventually};
+
+/// The tests' `stale_after_secs` (see `admin_config`).
+const STALE_AFTER: Duration = Duration::from_secs(5);
+const WITHIN: Duration = Duration::from_secs(12);
+
+type Counts = BTreeMap<String, u64>;
+
+fn sum(all: impl IntoIterator<Item = Counts>) -> Counts {
+    let mut total = Counts::new();
+    for counts in all {
+        for (namespace, n) in counts {
+            *total.entry(namespace).or_default() += n;
+        }
+    }
+    total
+}
+
+/// The cluster exporter's series for one server.
+fn of_server(scrape: &Scrape, server: &str) -> Counts {
+    scrape
+        .series("websocket_connections")
+        .into_iter()
+        .filter(|s| s.labels.get("server").map(String::as_str) == Some(server))
+        .map(|s| (s.labels["namespace"].clone(), s.value as u64))
+        .collect()
+}
+
+/// The cluster exporter's total per namespace, over servers (what `sum by (namespace)` gives).
+fn total(scrape: &Scrape) -> Counts {
+    let mut total = Counts::new();
+    for s in scrape.series("websocket_connections") {
+        *total.entry(s.labels["namespace"].clone()).or_default() += s.value as u64;
+    }
+    total
+}
+
+#[test]
+fn redis_cluster_is_counted_exactly_once_in_local_and_cluster_scope() {
+    let redis = Redis::start();
+    let ids = ["node-1", "node-2", "node-3"];
+    let start = |id: &str, port: u16| App::start_with(id, port, &["--redis", &redis.url()]);
+    let mut apps: Vec<App> = ids.iter().map(|id| start(id, 0)).collect();
+
+    let mut clients = Clients::start();
+    let spread: [(&str, usize, &[&str]); 6] = [
+        ("a", 0, &["/", "/chat"]),
+        ("b", 0, &["/notifications"]),
+        ("c", 1, &["/", "/chat", "/tenant-7"]),
+        ("d", 1, &["/"]),
+        ("e", 2, &["/chat", "/notifications"]),
+        ("f", 2, &["/", "/tenant-7"]),
+    ];
+    for (id, app, namespaces) in spread {
+        clients.connect(id, &apps[app], namespaces);
+    }
+
+    // One sidecar per server, each connected to its own server, and one cluster exporter.
+    let sidecars: Vec<Exporter> = apps
+        .iter()
+        .map(|app| {
+            Exporter::start(&admin_config(
+                &app.url(),
+                &format!("server_id = \"{}\"", app.server_id),
+            ))
+        })
+        .collect();
+    let cluster = Exporter::start(&admin_config(&apps[0].url(), "scope = \"cluster\""));
+
+    let truths =
+        |apps: &[App]| -> Vec<Counts> { apps.iter().map(|a| a.truth().without_admin()).collect() };
+    let exact = |apps: &[App], sidecars: &[Exporter]| {
+        let truth = truths(apps);
+        let shown: Vec<Counts> = sidecars.iter().map(|e| e.scrape().connections()).collect();
+        if shown != truth {
+            return Err(format!("sidecars {shown:?} != servers {truth:?}"));
+        }
+        let scrape = cluster.scrape();
+        for (app, counts) in apps.iter().zip(&truth) {
+            let seen = of_server(&scrape, &app.server_id);
+            if &seen != counts {
+                return Err(format!(
+                    "cluster exporter's {} {seen:?} != {counts:?}",
+                    app.server_id
+                ));
+            }
+        }
+        if total(&scrape) != sum(truth.clone()) || sum(shown) != sum(truth) {
+            return Err("sums differ".into());
+        }
+        Ok(())
+    };
+    eventually(WITHIN, || exact(&apps, &sidecars));
+    let expected: Counts = [
+        ("/", 4),
+        ("/chat", 3),
+        ("/notifications", 2),
+        ("/tenant-7", 2),
+    ]
+    .into_iter()
+    .map(|(n, c)| (n.to_owned(), c))
+    .chain([("/we\"ird\\ns".to_owned(), 0)])
+    .collect();
+    assert_eq!(
+        total(&cluster.scrape()),
+        expected,
+        "the clients above, counted once"
+    );
+
+    // node-3 dies without a goodbye. The cluster exporter stays connected to node-1 and
+    // sees node-3's stats stop; node-3's own sidecar loses its connection.
+    let died = Instant::now();
+    let port = apps[2].port;
+    apps.pop().unwrap().kill();
+    let mut gone_from_sidecar = None;
+    let gone_from_cluster = eventually(STALE_AFTER + Duration::from_secs(4), || {
+        if gone_from_sidecar.is_none()
+            && sidecars[2]
+                .scrape()
+                .series("websocket_connections")
+                .is_empty()
+        {
+            gone_from_sidecar = Some(died.elapsed());
+        }
+        let scrape = cluster.scrape();
+        match (of_server(&scrape, "node-3").is_empty(), gone_from_sidecar) {
+            (true, Some(_)) => Ok(died.elapsed()),
+            other => Err(format!("node-3 gone from cluster, sidecar: {other:?}")),
+        }
+    });
+    println!(
+        "node death to series gone: sidecar {:?}, cluster exporter {gone_from_cluster:?}",
+        gone_from_sidecar.unwrap()
+    );
+    assert_eq!(sidecars[2].scrape().source_up("socketio_admin"), Some(0.0));
+    // The rest stay exact.
+    eventually(WITHIN, || exact(&apps, &sidecars[..2]));
+    assert_eq!(cluster.scrape().source_up("socketio_admin"), Some(1.0));
+
+    // node-3 comes back on its port; its sidecar reconnects, and the cluster sees it again.
+    apps.push(start("node-3", port));
+    clients.connect("g", &apps[2], &["/chat"]);
+    eventually(Duration::from_secs(20), || exact(&apps, &sidecars));
+}
