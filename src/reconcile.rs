@@ -221,9 +221,9 @@ impl Inputs {
     /// count: without a report the starting point is unknown.
     fn deltas(&mut self, index: usize, deltas: Vec<Delta>, now: Instant) -> Applied {
         let mut applied = Applied::default();
+        let stale_after = self.stale_after;
         for delta in deltas {
             let id = self.sources[index].server_id(delta.server_id);
-            let stale_after = self.stale_after;
             let target = self.sources.iter_mut().find_map(|source| {
                 let rules = &source.rules;
                 source

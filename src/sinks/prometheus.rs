@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::UNIX_EPOCH;
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, SourceStatus};
 use crate::telemetry::Telemetry;
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -57,18 +57,15 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
         let _ = writeln!(out, "\"}} {}", c.clients);
     }
 
-    family(
+    per_source(
         out,
+        snapshot,
         "socketio_exporter_source_up",
         "gauge",
         "1 if the source's counts are current and exported; 0 if they are unknown \
          (unreachable, refused, stale, or not this server).",
+        |s| u64::from(s.health.is_up()),
     );
-    for s in &snapshot.sources {
-        out.push_str("socketio_exporter_source_up{source=\"");
-        escape(out, &s.name);
-        let _ = writeln!(out, "\"}} {}", u8::from(s.health.is_up()));
-    }
 
     family(
         out,
@@ -102,43 +99,32 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
         let _ = writeln!(out, "\"}} {}", d.value);
     }
 
-    family(
+    per_source(
         out,
+        snapshot,
         "socketio_exporter_reconcile_corrections_total",
         "counter",
         "Full reports that disagreed with the counts connection events had moved: each \
          corrected drifted event-driven counts.",
+        |s| s.corrections,
     );
-    for s in &snapshot.sources {
-        out.push_str("socketio_exporter_reconcile_corrections_total{source=\"");
-        escape(out, &s.name);
-        let _ = writeln!(out, "\"}} {}", s.corrections);
-    }
-
-    family(
+    per_source(
         out,
+        snapshot,
         "socketio_exporter_namespaces_folded",
         "gauge",
         "Namespace values summed into namespace=\"__other__\" because a server reported more \
          than max_namespaces.",
+        |s| s.folded as u64,
     );
-    for s in &snapshot.sources {
-        out.push_str("socketio_exporter_namespaces_folded{source=\"");
-        escape(out, &s.name);
-        let _ = writeln!(out, "\"}} {}", s.folded);
-    }
-
-    family(
+    per_source(
         out,
+        snapshot,
         "socketio_exporter_namespace_limit",
         "gauge",
         "The max_namespaces cap: namespace values per server before folding into __other__.",
+        |s| s.namespace_limit as u64,
     );
-    for s in &snapshot.sources {
-        out.push_str("socketio_exporter_namespace_limit{source=\"");
-        escape(out, &s.name);
-        let _ = writeln!(out, "\"}} {}", s.namespace_limit);
-    }
 
     family(
         out,
@@ -154,6 +140,24 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A family with one sample per source, labelled `source`.
+fn per_source(
+    out: &mut String,
+    snapshot: &Snapshot,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&SourceStatus) -> u64,
+) {
+    family(out, name, kind, help);
+    for s in &snapshot.sources {
+        out.push_str(name);
+        out.push_str("{source=\"");
+        escape(out, &s.name);
+        let _ = writeln!(out, "\"}} {}", value(s));
+    }
 }
 
 /// Closes the previous label value and adds `server` when there is one.

@@ -102,31 +102,21 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 18] = [
-        Reason::Connect,
-        Reason::Handshake,
-        Reason::Auth,
-        Reason::Namespace,
-        Reason::Config,
-        Reason::PingTimeout,
-        Reason::Closed,
-        Reason::Protocol,
-        Reason::StatsTimeout,
-        Reason::ServerIdNotSeen,
-        Reason::Timeout,
-        Reason::HttpStatus,
-        Reason::TooLarge,
-        Reason::InvalidJson,
-        Reason::InvalidReport,
-        Reason::Missing,
-        Reason::Unauthorized,
-        Reason::NoReport,
-    ];
-
     /// The reasons a source of this type can report, which its counters start with.
     pub fn for_type(kind: &SourceKind) -> &'static [Reason] {
         match kind {
-            SourceKind::SocketioAdmin(_) => &Reason::ALL[..10],
+            SourceKind::SocketioAdmin(_) => &[
+                Reason::Connect,
+                Reason::Handshake,
+                Reason::Auth,
+                Reason::Namespace,
+                Reason::Config,
+                Reason::PingTimeout,
+                Reason::Closed,
+                Reason::Protocol,
+                Reason::StatsTimeout,
+                Reason::ServerIdNotSeen,
+            ],
             SourceKind::HttpJson(_) => &[
                 Reason::Connect,
                 Reason::Timeout,
