@@ -24,6 +24,8 @@ const USAGE = `usage: node server.js [options]
   --ping-interval MS         engine.io pingInterval
   --ping-timeout MS          engine.io pingTimeout
   --redis URL                use @socket.io/redis-adapter with this redis URL
+  --tls-cert PATH            serve HTTPS with this PEM certificate (with --tls-key)
+  --tls-key PATH             the certificate's PEM private key
   --no-admin-ui              do not instrument admin-ui (report only through
                              the reporter options below, if any)
 
@@ -104,6 +106,8 @@ function parseArgs(argv) {
     "--ping-interval": (v) => { options.pingInterval = parseNonNegativeInt("--ping-interval", v, 2 ** 31 - 1); },
     "--ping-timeout": (v) => { options.pingTimeout = parseNonNegativeInt("--ping-timeout", v, 2 ** 31 - 1); },
     "--redis": (v) => { options.redisUrl = v; },
+    "--tls-cert": (v) => { options.tlsCert = v; },
+    "--tls-key": (v) => { options.tlsKey = v; },
     "--report-file": (v) => {
       if (v === "") throw new UsageError("--report-file must not be empty");
       options.reportFile = v;
@@ -150,6 +154,9 @@ function parseArgs(argv) {
   if (options.help) return options;
   if (options.pushToken !== undefined && options.pushUrl === undefined) {
     throw new UsageError("--push-token needs --push-url");
+  }
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
+    throw new UsageError("--tls-cert and --tls-key go together");
   }
   if (options.pushEvents && options.pushUrl === undefined) {
     throw new UsageError("--push-events needs --push-url");

@@ -554,3 +554,103 @@ fn reporter_module_pushes_reports_and_events_and_drift_is_corrected() {
     );
     matches_truth(&exporter, &app);
 }
+
+/// A private CA and a server certificate for 127.0.0.1 it signed, made with openssl.
+fn private_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let openssl = crate::support::require_tool("openssl");
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new(&openssl)
+            .current_dir(dir)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[test]
+fn http_json_over_tls_trusts_the_configured_ca_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(dir.path());
+    let app = App::start_with(
+        "app-tls",
+        0,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let mut clients = Clients::start_with_env(&[("NODE_EXTRA_CA_CERTS", ca.to_str().unwrap())]);
+    let url = format!("https://127.0.0.1:{}", app.port);
+    clients.connect_url("c1", &url, &["/", "/chat"]);
+    let truth_url = format!("{url}/truth");
+
+    let trusting = Exporter::start(&http_json_source(
+        &truth_url,
+        &format!("ca_file = \"{}\"", ca.display()),
+    ));
+    let scrape = wait_for(&trusting, "counts over TLS", |s| {
+        s.connections().get("/chat") == Some(&1)
+    });
+    assert_eq!(scrape.source_up("http_json"), Some(1.0));
+
+    // Without the CA the certificate is not trusted: the source is down, nothing exported.
+    let doubting = Exporter::start(&http_json_source(&truth_url, ""));
+    let scrape = wait_for(&doubting, "TLS refused", |s| {
+        s.errors("http_json", "connect") >= 1.0
+    });
+    assert!(scrape.series("websocket_connections").is_empty());
+}

@@ -5,7 +5,9 @@
 // repo's reporter module (clients/node), plus GET /truth, the app's own view
 // of its counts, for the exporter's integration tests to compare against.
 
+const fs = require("node:fs");
 const http = require("node:http");
+const https = require("node:https");
 const { Server } = require("socket.io");
 const { instrument } = require("@socket.io/admin-ui");
 const bcrypt = require("bcryptjs");
@@ -30,6 +32,9 @@ const DEFAULTS = Object.freeze({
   pingInterval: undefined,
   pingTimeout: undefined,
   redisUrl: null,
+  // PEM files: serve HTTPS (and WSS) instead of HTTP.
+  tlsCert: null,
+  tlsKey: null,
   // false: do not instrument admin-ui; the app then reports only through
   // the reporter (if any reporter option is set).
   adminUi: true,
@@ -139,6 +144,7 @@ function driftFilter() {
  * auth (false => admin-ui `auth: false`), adminNamespace, serverId,
  * namespaces (extra static namespaces; "/" always exists),
  * cleanupEmptyChildNamespaces, pingInterval, pingTimeout, redisUrl,
+ * tlsCert and tlsKey (PEM paths: serve HTTPS),
  * bcryptCost, log (function taking one line, default stderr),
  * adminUi (false => no admin-ui), and the reporter's: reportFile, pushUrl,
  * pushToken, pushEvents, reportIntervalMs, drift (see DEFAULTS).
@@ -159,7 +165,7 @@ async function startServer(options = {}) {
   }
 
   let io;
-  const httpServer = http.createServer((req, res) => {
+  const handler = (req, res) => {
     // socket.io answers its own path (/socket.io/) before this handler runs.
     const { pathname } = new URL(req.url, "http://localhost");
     if (pathname === "/truth") {
@@ -179,7 +185,13 @@ async function startServer(options = {}) {
     }
     res.writeHead(404, { "content-type": "text/plain" });
     res.end("not found\n");
-  });
+  };
+  const httpServer = opts.tlsCert
+    ? https.createServer(
+        { cert: fs.readFileSync(opts.tlsCert), key: fs.readFileSync(opts.tlsKey) },
+        handler,
+      )
+    : http.createServer(handler);
 
   const serverOptions = {
     cleanupEmptyChildNamespaces: Boolean(opts.cleanupEmptyChildNamespaces),

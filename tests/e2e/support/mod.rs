@@ -194,9 +194,14 @@ pub struct Clients {
 
 impl Clients {
     pub fn start() -> Clients {
+        Clients::start_with_env(&[])
+    }
+
+    pub fn start_with_env(env: &[(&str, &str)]) -> Clients {
         let mut child = Command::new("node")
             .current_dir(app_dir())
             .arg("clients.js")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -227,9 +232,11 @@ impl Clients {
 
     /// One engine connection `id` to `app`, with a socket in each namespace.
     pub fn connect(&mut self, id: &str, app: &App, namespaces: &[&str]) {
-        self.command(
-            json!({"op": "connect", "id": id, "url": app.url(), "namespaces": namespaces}),
-        );
+        self.connect_url(id, &app.url(), namespaces);
+    }
+
+    pub fn connect_url(&mut self, id: &str, url: &str, namespaces: &[&str]) {
+        self.command(json!({"op": "connect", "id": id, "url": url, "namespaces": namespaces}));
     }
 
     pub fn disconnect(&mut self, id: &str) {
