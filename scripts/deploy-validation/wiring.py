@@ -8,6 +8,16 @@ Run by scripts/validate-deploy with the Python of its tools venv (PyYAML):
       objects, for kubernetes-validate) and OUT_DIR/SOURCE.crds.json (Prometheus Operator
       objects, for crds.mjs).
 
+  wiring.py components RENDERED.yaml
+      Checks the render of fixtures/opt-in: the sidecar component adds the exporter to the
+      opted-in Deployment, keeps its init containers, volumes, labels and annotations, and
+      leaves the other Deployment alone.
+
+  wiring.py image-context --target-dir DIR [--dockerignore FILE]
+      Copies the Dockerfile's build context (after .dockerignore) and builds the exporter
+      in it as the builder stage does (cargo build --locked, no .git, the revision from
+      SOCKETIO_EXPORTER_REVISION; host target), then checks build_info's revision.
+
   wiring.py check --binary PATH --promtool PATH --compose-config FILE VARIANT=RENDERED...
       Kubernetes (per rendered variant: native, classic, cluster):
         - config.toml is taken from the ConfigMap that the exporter container mounts at
@@ -56,7 +66,7 @@ EXPORTER = "socketio-exporter"
 CRD_GROUP = "monitoring.coreos.com/"
 # Measured resident memory of the exporter (README, "Performance"), in MiB.
 MEASURED_RSS_MIB = 5
-# What the image runs as (Dockerfile USER) and where it reads its config by default.
+# What the downward API gives as metadata.name in the checks.
 SAMPLE_POD_NAME = "socketio-app-5d8f7c9b6d-x7k2p"
 
 
@@ -363,10 +373,8 @@ def parse_dockerfile(path: Path) -> dict:
         word = word.upper()
         if word == "FROM":
             stages.append([])
-        if stages:
+        if stages:  # ARGs before the first FROM only parameterise the FROM lines
             stages[-1].append((word, rest.strip()))
-        elif word == "ARG":
-            pass
     final = stages[-1]
     info = {"from": final[0][1], "user": None, "expose": [], "entrypoint": None,
             "env": {}, "healthcheck": False, "args": {}}
