@@ -8,14 +8,17 @@
 #
 # The builder compiles for <arch>-unknown-linux-musl of the platform it runs on
 # (x86_64 or aarch64), so `docker buildx build --platform linux/amd64,linux/arm64` works
-# (arm64 under emulation). The crate has no C dependencies and no TLS library, so the
-# musl target needs nothing beyond `rustup target add`.
+# (arm64 under emulation). Dependencies with C code (ring, under rustls) are compiled
+# with musl-gcc from musl-tools.
 
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
-RUN rustup target add "$(uname -m)-unknown-linux-musl"
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends musl-tools=1.2.3-1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && rustup target add "$(uname -m)-unknown-linux-musl"
 COPY . .
 # build.rs reads the revision from this variable: the build context has no .git.
 ARG SOCKETIO_EXPORTER_REVISION=unknown
@@ -23,6 +26,7 @@ ENV SOCKETIO_EXPORTER_REVISION=${SOCKETIO_EXPORTER_REVISION}
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     target="$(uname -m)-unknown-linux-musl" \
+    && export "CC_$(uname -m)_unknown_linux_musl=musl-gcc" \
     && cargo build --release --locked --target "$target" --bin socketio-exporter \
     && install -D -m 0755 "target/$target/release/socketio-exporter" /out/socketio-exporter
 
