@@ -10,5 +10,6 @@
 mod admin;
 mod cli;
 mod faults;
+mod otlp;
 mod sources;
 mod support;
