@@ -324,10 +324,12 @@ fn resource(
         "deployment.environment.name".to_owned(),
         environment.to_owned(),
     );
-    resource.insert(
-        "host.name".to_owned(),
-        gethostname::gethostname().to_string_lossy().into_owned(),
-    );
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    // One exporter per pod: the pod name tells instances apart. The Collector's Prometheus
+    // exporter turns it into the `instance` label, without which the series of two pods
+    // would collide there.
+    resource.insert("service.instance.id".to_owned(), host.clone());
+    resource.insert("host.name".to_owned(), host);
     for (key, value) in &raw.resource_attributes {
         if key.trim().is_empty() {
             problems.add("otlp.resource_attributes", "a key must not be empty");
@@ -478,6 +480,10 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         );
         assert!(!config.resource["host.name"].is_empty());
+        assert_eq!(
+            config.resource["service.instance.id"],
+            config.resource["host.name"]
+        );
         let grpc = otlp("[otlp]\nprotocol = \"grpc\"", &[]);
         assert_eq!(grpc.endpoint.as_str(), "http://localhost:4317/");
     }
@@ -664,6 +670,38 @@ mod tests {
         assert!(
             !found.iter().any(|p| p.contains("%zz")),
             "values are not echoed"
+        );
+    }
+
+    #[test]
+    fn shipped_example_otlp_section_is_valid_when_uncommented() {
+        let text = include_str!("../../config.toml");
+        let start = text
+            .find("# [otlp]")
+            .expect("config.toml shows an [otlp] example");
+        let section: String = text[start..]
+            .lines()
+            .map(|line| format!("{}\n", line.strip_prefix("# ").unwrap_or(line)))
+            .collect();
+        let text = format!("{}{section}", &text[..start]);
+        let vars: HashMap<&str, &str> = [("OTLP_AUTHORIZATION", "Bearer x")].into();
+        let problems =
+            match Config::parse_with_env(&text, &|name| vars.get(name).map(ToString::to_string)) {
+                Ok(config) => {
+                    let otlp = config.otlp.expect("otlp on");
+                    assert_eq!(otlp.endpoint.as_str(), "http://127.0.0.1:4318/v1/metrics");
+                    assert_eq!(otlp.interval, Duration::from_secs(15));
+                    return;
+                }
+                Err(ParseError::Invalid(problems)) => problems,
+                Err(e) => panic!("{e:?}"),
+            };
+        // The demo's admin password variable may be unset where tests run.
+        assert!(
+            problems
+                .iter()
+                .all(|p| p.message.contains("SOCKETIO_ADMIN_PASSWORD")),
+            "{problems:?}"
         );
     }
 

@@ -5,11 +5,11 @@
 //! observed, so it is not exported: a namespace that leaves the snapshot leaves the next
 //! export, with no expiry code (a synchronous gauge would export its last value forever).
 //!
-//! The SDK's `PeriodicReader` runs collection and export on its own thread. The HTTP
-//! transport uses the blocking reqwest client, the one client that works there (the async
-//! one panics: "there is no reactor running"). The gRPC channel's worker task runs on the
-//! exporter's Tokio runtime, so the sink is started inside it and shut down from a blocking
-//! task, never from the runtime's own thread.
+//! The SDK's `PeriodicReader` runs collection and export on its own thread, outside any
+//! Tokio runtime. The network IO of both transports runs on the exporter's runtime: the
+//! gRPC channel's worker task, and each HTTP request ([`RuntimeClient`]). So the sink is
+//! started inside the runtime and shut down from a blocking task, never from the runtime's
+//! own thread, which must keep running for the final export.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -298,49 +298,82 @@ fn grpc_exporter(config: &OtlpConfig, ca: Option<Vec<u8>>) -> Result<MetricExpor
     Ok(builder.build()?)
 }
 
-/// Builds the HTTP exporter on a thread of its own: the blocking client owns a runtime,
-/// which must be neither created nor dropped on an async runtime's thread.
 fn http_exporter(config: &OtlpConfig, ca: Option<Vec<u8>>) -> Result<MetricExporter, OtlpError> {
-    let endpoint = config.endpoint.to_string();
-    let timeout = config.timeout;
+    let mut client = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = ca {
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| OtlpError::CaFile {
+                path: config.ca_file.clone().unwrap_or_default(),
+                reason: e.to_string(),
+            })?;
+        for certificate in certificates {
+            client = client.add_root_certificate(certificate);
+        }
+    }
+    let client = RuntimeClient {
+        client: client
+            .build()
+            .map_err(|e| OtlpError::HttpClient(e.to_string()))?,
+        runtime: tokio::runtime::Handle::current(),
+    };
     let headers: HashMap<String, String> = config
         .headers
         .iter()
         .map(|h| (h.name.clone(), h.value.clone()))
         .collect();
-    let ca_path = config.ca_file.clone().unwrap_or_default();
-    std::thread::Builder::new()
-        .name("otlp-http-setup".into())
-        .spawn(move || {
-            let mut client = reqwest::blocking::Client::builder()
-                .timeout(timeout)
-                .redirect(reqwest::redirect::Policy::none());
-            if let Some(pem) = ca {
-                let certificates =
-                    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| OtlpError::CaFile {
-                        path: ca_path,
-                        reason: e.to_string(),
-                    })?;
-                for certificate in certificates {
-                    client = client.add_root_certificate(certificate);
+    Ok(MetricExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(config.endpoint.as_str())
+        .with_timeout(config.timeout)
+        .with_headers(headers)
+        .with_http_client(client)
+        .with_temporality(Temporality::Cumulative)
+        .build()?)
+}
+
+/// The largest collector response read; an OTLP response is a few bytes.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// The HTTP client of the OTLP HTTP transport. The SDK calls it from its export thread,
+/// where no Tokio runtime runs (an async reqwest client called there panics: "there is no
+/// reactor running"); each request runs as a task on the exporter's own runtime instead,
+/// which spares the blocking client's extra thread and runtime.
+#[derive(Debug)]
+struct RuntimeClient {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for RuntimeClient {
+    async fn send_bytes(
+        &self,
+        request: opentelemetry_http::Request<bytes::Bytes>,
+    ) -> Result<opentelemetry_http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let client = self.client.clone();
+        let task = self.runtime.spawn(async move {
+            let mut response = client.execute(request.try_into()?).await?;
+            let status = response.status();
+            let headers = std::mem::take(response.headers_mut());
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await? {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(Box::new(opentelemetry_http::ResponseBodyTooLarge::new())
+                        as opentelemetry_http::HttpError);
                 }
+                body.extend_from_slice(&chunk);
             }
-            let client = client
-                .build()
-                .map_err(|e| OtlpError::HttpClient(e.to_string()))?;
-            Ok(MetricExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(endpoint)
-                .with_timeout(timeout)
-                .with_headers(headers)
-                .with_http_client(client)
-                .with_temporality(Temporality::Cumulative)
-                .build()?)
-        })
-        .map_err(|e| OtlpError::HttpClient(e.to_string()))?
-        .join()
-        .map_err(|_| OtlpError::HttpClient("setup thread panicked".into()))?
+            let mut answer = opentelemetry_http::Response::builder()
+                .status(status)
+                .body(bytes::Bytes::from(body))?;
+            *answer.headers_mut() = headers;
+            Ok(answer)
+        });
+        task.await?
+    }
 }
 
 /// What kind of failure an export had, for the log rate limit.

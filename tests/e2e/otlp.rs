@@ -147,6 +147,7 @@ fn grpc_export_has_exact_counts_attribute_names_resource_and_auth_header() {
     assert_eq!(resource["service.version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(resource["deployment.environment.name"], "test");
     assert!(!resource["host.name"].is_empty());
+    assert_eq!(resource["service.instance.id"], resource["host.name"]);
     assert_eq!(resource["k8s.pod.name"], "chat-7f9c");
     assert_eq!(resource["team"], "real time");
     assert_eq!(resource["telemetry.sdk.language"], "rust");
