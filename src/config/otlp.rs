@@ -205,6 +205,15 @@ fn endpoint(
             return (placeholder(), from);
         }
     };
+    if !url.username().is_empty() || url.password().is_some() {
+        // Kept out of the URL, which is logged and shown: credentials go in a header.
+        problems.add(
+            &from,
+            "credentials in the URL are not supported: send them as a header \
+             (headers_env = { authorization = \"...\" } or OTEL_EXPORTER_OTLP_HEADERS)",
+        );
+        return (placeholder(), from);
+    }
     let keep_path = from == "otlp.endpoint" && url.path().ends_with("/v1/metrics");
     if protocol == OtlpProtocol::HttpProtobuf && base && !keep_path {
         let path = url.path();
@@ -703,6 +712,17 @@ mod tests {
                 .all(|p| p.message.contains("SOCKETIO_ADMIN_PASSWORD")),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn credentials_in_the_endpoint_are_refused_and_not_echoed() {
+        let found = parse("", &[(ENDPOINT, "https://user:pa55@c.example:4318")]).unwrap_err();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("OTEL_EXPORTER_OTLP_ENDPOINT: credentials in the URL"),
+            "{found:?}"
+        );
+        assert!(!found[0].contains("pa55"));
     }
 
     #[test]
