@@ -385,6 +385,49 @@ fn sigterm_flushes_a_final_export_within_the_shutdown_deadline() {
 }
 
 #[test]
+fn sigterm_exits_within_the_deadline_when_the_collector_never_answers() {
+    let app = App::start("otlp-hung");
+    // Accepts connections (the kernel does) and never answers a request.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut exporter = start_exporter(
+        &app,
+        "",
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                &format!("http://{}", hung.local_addr().unwrap()),
+            ),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "600000"),
+            // Longer than the shutdown deadline.
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "30000"),
+        ],
+    );
+    eventually(SETTLE, || {
+        let up = exporter.scrape().source_up(SOURCE);
+        (up == Some(1.0))
+            .then_some(())
+            .ok_or(format!("source_up {up:?}"))
+    });
+    let started = Instant::now();
+    let status = exporter
+        .stop(SHUTDOWN_DEADLINE + Duration::from_secs(3))
+        .expect("the exporter exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < SHUTDOWN_DEADLINE + Duration::from_millis(500),
+        "took {:?}",
+        started.elapsed()
+    );
+    let messages = log_messages(&exporter);
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("otlp: final export did not finish within")),
+        "{messages:#?}"
+    );
+}
+
+#[test]
 fn environment_variables_override_the_otlp_section_and_the_section_applies_alone() {
     let app = App::start("otlp-precedence");
     let mut clients = Clients::start();

@@ -359,6 +359,11 @@ impl Exporter {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.stop(timeout)
+    }
+
+    /// Sends SIGTERM and waits for the exit status; the logs stay readable.
+    pub fn stop(&mut self, timeout: Duration) -> Option<ExitStatus> {
         terminate(&self.child);
         wait_with_timeout(&mut self.child, timeout)
     }
