@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, SourceKind};
 use crate::reconcile::{self, Inputs, SourceInput};
 use crate::server::{self, State};
+use crate::sinks::otlp::OtlpSink;
 use crate::sources::push::PushEndpoint;
 use crate::sources::{self, Outbox, Reason};
 use crate::telemetry::Telemetry;
@@ -18,6 +19,9 @@ use crate::telemetry::Telemetry;
 /// Everything stops within this time after the first SIGTERM/SIGINT; a second signal
 /// ends the process at once. Kubernetes waits 30 s by default before it kills a container.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+/// The final OTLP export gets the shutdown deadline minus this, so that the process still
+/// exits within the deadline when the collector does not answer.
+const OTLP_FLUSH_MARGIN: Duration = Duration::from_millis(500);
 /// Room for source updates between ticks; a full channel makes sources wait, not grow memory.
 const UPDATE_QUEUE: usize = 256;
 
@@ -26,12 +30,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = server::bind(config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
 
-    let telemetry = Arc::new(Telemetry::new(
+    let telemetry = Telemetry::new(
         config
             .sources
             .iter()
             .map(|s| (s.name.as_str(), Reason::for_type(&s.kind))),
-    ));
+    );
+    let telemetry = Arc::new(match &config.otlp {
+        Some(_) => telemetry.with_otlp(),
+        None => telemetry,
+    });
+    // Every source's namespaces fit, the overflow value included.
+    let series_limit: usize = config.sources.iter().map(|s| s.namespaces.max + 1).sum();
     let inputs = Inputs {
         sources: config.sources.iter().map(SourceInput::new).collect(),
         stale_after: config.sync.stale_after,
@@ -73,6 +83,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ready.clone(),
         cancel.clone(),
     ));
+    let otlp = match &config.otlp {
+        Some(otlp) => {
+            let sink = OtlpSink::start(otlp, snapshot.clone(), telemetry.clone(), series_limit)?;
+            tracing::info!(
+                protocol = otlp.protocol.as_str(),
+                endpoint = %otlp.endpoint,
+                interval = ?otlp.interval,
+                "otlp export on"
+            );
+            Some(sink)
+        }
+        None => None,
+    };
     let state = State {
         snapshot,
         telemetry,
@@ -90,8 +113,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     signal().await?;
     tracing::info!("shutting down");
     cancel.cancel();
+    // The final OTLP export carries the snapshot as it is now, while the server drains.
+    let flush = async {
+        if let Some(otlp) = otlp {
+            otlp.shutdown(SHUTDOWN_DEADLINE - OTLP_FLUSH_MARGIN).await;
+        }
+    };
     tokio::select! {
-        _ = tasks.wait() => {}
+        _ = async { tokio::join!(tasks.wait(), flush) } => {}
         _ = tokio::time::sleep(SHUTDOWN_DEADLINE) => {
             tracing::warn!("shutdown took longer than {SHUTDOWN_DEADLINE:?}; exiting anyway");
         }

@@ -47,7 +47,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(socketio_exporter::app::run(config)) {
+    let result = runtime.block_on(socketio_exporter::app::run(config));
+    // A final OTLP export still blocked on an unresponsive collector must not hold the
+    // exit: run() already waited as long as the shutdown deadline allows.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

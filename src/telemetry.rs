@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 use tokio::time::Instant;
 
 use crate::sources::Reason;
@@ -12,6 +12,8 @@ pub struct Telemetry {
     registry: Registry,
     source_errors: IntCounterVec,
     sync_duration: Histogram,
+    /// Present when OTLP export is on.
+    otlp_export_errors: Option<IntCounter>,
 }
 
 impl Telemetry {
@@ -59,6 +61,27 @@ impl Telemetry {
             registry,
             source_errors,
             sync_duration,
+            otlp_export_errors: None,
+        }
+    }
+
+    /// Adds `socketio_exporter_otlp_export_errors_total`, at 0, for an exporter with OTLP on.
+    pub fn with_otlp(mut self) -> Telemetry {
+        let counter = IntCounter::new(
+            "socketio_exporter_otlp_export_errors_total",
+            "OTLP exports that failed (after the exporter's retries); that export's data is dropped.",
+        )
+        .expect("valid metric definition");
+        self.registry
+            .register(Box::new(counter.clone()))
+            .expect("registered once");
+        self.otlp_export_errors = Some(counter);
+        self
+    }
+
+    pub fn otlp_export_error(&self) {
+        if let Some(counter) = &self.otlp_export_errors {
+            counter.inc();
         }
     }
 
@@ -80,11 +103,11 @@ impl Telemetry {
 }
 
 /// Decides which of a stream of repeated failures are worth a log line: the first of each
-/// kind, then one reminder per `every` with the number left unsaid.
+/// kind `K`, then one reminder per `every` with the number left unsaid.
 #[derive(Debug)]
-pub struct ErrorLog {
+pub struct ErrorLog<K = Reason> {
     every: Duration,
-    last: Option<(Reason, Instant)>,
+    last: Option<(K, Instant)>,
     suppressed: u64,
 }
 
@@ -99,8 +122,8 @@ pub enum Verdict {
     Quiet,
 }
 
-impl ErrorLog {
-    pub fn new(every: Duration) -> ErrorLog {
+impl<K: Copy + PartialEq> ErrorLog<K> {
+    pub fn new(every: Duration) -> ErrorLog<K> {
         ErrorLog {
             every,
             last: None,
@@ -108,7 +131,7 @@ impl ErrorLog {
         }
     }
 
-    pub fn failure(&mut self, reason: Reason, now: Instant) -> Verdict {
+    pub fn failure(&mut self, reason: K, now: Instant) -> Verdict {
         match self.last {
             Some((last, at)) if last == reason => {
                 if now.saturating_duration_since(at) >= self.every {
@@ -162,6 +185,21 @@ mod tests {
         );
         assert!(log.recovered());
         assert_eq!(log.failure(Reason::Connect, t0 + every), Verdict::First);
+    }
+
+    #[test]
+    fn otlp_error_counter_only_with_otlp() {
+        let mut text = String::new();
+        Telemetry::new([]).encode(&mut text);
+        assert!(!text.contains("otlp"), "{text}");
+        let telemetry = Telemetry::new([]).with_otlp();
+        telemetry.otlp_export_error();
+        text.clear();
+        telemetry.encode(&mut text);
+        assert!(
+            text.contains("\nsocketio_exporter_otlp_export_errors_total 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

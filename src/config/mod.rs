@@ -3,9 +3,11 @@
 //! Validation collects every problem with its key path (`sources[0].endpoint: ...`) before
 //! failing, so one run of `--check-config` shows everything that needs fixing.
 
+mod otlp;
 mod raw;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,60 @@ pub struct Config {
     pub listen: SocketAddr,
     pub sync: SyncConfig,
     pub sources: Vec<SourceConfig>,
+    /// OTLP export, when it is on.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// OTLP export, resolved from `[otlp]` and the `OTEL_*` environment variables (which win).
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    pub protocol: OtlpProtocol,
+    /// Where exports go: for http/protobuf the whole URL, `/v1/metrics` included.
+    pub endpoint: Url,
+    /// The variable or key the endpoint came from, or `default`.
+    pub endpoint_from: String,
+    /// Sent with every export (gRPC metadata or HTTP headers), one per name.
+    pub headers: Vec<OtlpHeader>,
+    /// Limit for one export, retries included.
+    pub timeout: Duration,
+    /// Time between two exports.
+    pub interval: Duration,
+    /// Resource attributes, `service.name` included; the SDK adds `telemetry.sdk.*`.
+    pub resource: BTreeMap<String, String>,
+    /// Extra PEM certificate(s) to trust for an `https://` collector.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    /// The name `OTEL_EXPORTER_OTLP_PROTOCOL` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+/// A header sent to the collector. Its value is often a credential and is never printed.
+#[derive(Clone)]
+pub struct OtlpHeader {
+    /// Lowercase header name.
+    pub name: String,
+    pub value: String,
+    /// Where the value came from: a key path or a variable name.
+    pub from: String,
+}
+
+impl fmt::Debug for OtlpHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}, redacted)", self.name, self.from)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -306,11 +362,19 @@ impl Config {
         })
     }
 
-    /// Parses and validates configuration text.
+    /// Parses and validates configuration text; `OTEL_*` variables come from the process.
     pub fn parse(text: &str) -> Result<Config, ParseError> {
+        Config::parse_with_env(text, &|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::parse`], with the `OTEL_*` variables read through `env`.
+    pub fn parse_with_env(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ParseError> {
         let raw: raw::RawConfig = toml::from_str(text)
             .map_err(|e| ParseError::Syntax(e.to_string().trim().to_owned()))?;
-        validate::validate(raw).map_err(ParseError::Invalid)
+        validate::validate(raw, env).map_err(ParseError::Invalid)
     }
 
     /// A human summary for `--check-config`: what will run, with secrets shown by origin only.
@@ -387,6 +451,36 @@ impl Config {
                 ),
             };
         }
+        let _ = match &self.otlp {
+            None => writeln!(out, "otlp: off"),
+            Some(otlp) => writeln!(
+                out,
+                "otlp: {} to {} (from {}), every {:?}, timeout {:?}\n  headers: {}\n  resource: {}{}",
+                otlp.protocol.as_str(),
+                otlp.endpoint,
+                otlp.endpoint_from,
+                otlp.interval,
+                otlp.timeout,
+                if otlp.headers.is_empty() {
+                    "none".to_owned()
+                } else {
+                    otlp.headers
+                        .iter()
+                        .map(|h| format!("{} ({})", h.name, h.from))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                otlp.resource
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                match &otlp.ca_file {
+                    Some(path) => format!("\n  ca file: {}", path.display()),
+                    None => String::new(),
+                }
+            ),
+        };
         out.trim_end().to_owned()
     }
 }

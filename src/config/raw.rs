@@ -23,6 +23,27 @@ pub(super) struct RawConfig {
     pub(super) sync: RawSync,
     #[serde(default)]
     pub(super) sources: Vec<toml::Table>,
+    pub(super) otlp: Option<RawOtlp>,
+}
+
+/// `[otlp]`: each key mirrors an `OTEL_*` environment variable, which takes precedence.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOtlp {
+    pub(super) enabled: Option<bool>,
+    pub(super) endpoint: Option<String>,
+    pub(super) protocol: Option<String>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, String>,
+    /// Header name → the environment variable that holds its value (for secrets).
+    #[serde(default)]
+    pub(super) headers_env: BTreeMap<String, String>,
+    pub(super) timeout_secs: Option<f64>,
+    pub(super) interval_secs: Option<f64>,
+    pub(super) service_name: Option<String>,
+    #[serde(default)]
+    pub(super) resource_attributes: BTreeMap<String, String>,
+    pub(super) ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

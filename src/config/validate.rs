@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use super::otlp;
 use super::raw::{
     RawCommon, RawConfig, RawGroup, RawHttpJson, RawPush, RawReportFile, RawScope,
     RawSocketioAdmin, RawSource, split_source,
@@ -36,10 +37,10 @@ const DEFAULT_MAX_BODY_BYTES: i64 = 1 << 20;
 const MAX_MAX_BODY_BYTES: i64 = 64 << 20;
 
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem {
             path: path.into(),
             message: message.into(),
@@ -47,7 +48,7 @@ impl Problems {
     }
 
     /// A positive, finite number of seconds, or `default` when the key is absent.
-    fn seconds(&mut self, path: &str, value: Option<f64>, default: f64) -> Duration {
+    pub(super) fn seconds(&mut self, path: &str, value: Option<f64>, default: f64) -> Duration {
         let secs = value.unwrap_or(default);
         if secs.is_finite() && secs > 0.0 && secs < 1e9 {
             Duration::from_secs_f64(secs)
@@ -72,7 +73,8 @@ impl Problems {
     }
 }
 
-pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
+/// `env` reads the `OTEL_*` variables of the `[otlp]` settings (tests pass their own).
+pub(super) fn validate(raw: RawConfig, env: otlp::Env<'_>) -> Result<Config, Vec<Problem>> {
     let mut problems = Problems::default();
 
     let environment = match raw.environment {
@@ -194,6 +196,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         });
     }
 
+    let otlp = otlp::resolve(raw.otlp, &environment, env, &mut problems);
+
     let config = Config {
         environment,
         listen,
@@ -202,6 +206,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             stale_after,
         },
         sources,
+        otlp,
     };
     if problems.0.is_empty() {
         Ok(config)
@@ -661,7 +666,7 @@ mod tests {
         let text = include_str!("../../config.toml");
         let raw: RawConfig = toml::from_str(text).expect("config.toml parses");
         // The password variable may be unset where tests run; check everything else.
-        let problems = match validate(raw) {
+        let problems = match validate(raw, &|name| std::env::var(name).ok()) {
             Ok(_) => Vec::new(),
             Err(problems) => problems,
         };

@@ -12,5 +12,6 @@ mod cli;
 mod cluster;
 mod dashboard;
 mod faults;
+mod otlp;
 mod sources;
 mod support;

@@ -2,6 +2,7 @@
 //! socket.io-client clients, the real exporter binary, a scrape parser, and polling.
 
 pub mod fake_server;
+pub mod otlp;
 pub mod prometheus;
 pub mod redis;
 pub mod scrape;
@@ -298,7 +299,14 @@ impl Exporter {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_socketio-exporter"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_socketio-exporter"));
+        // OTLP settings come from each test alone, never from the machine's environment.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("OTEL_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
             .arg("--config")
             .arg(&path)
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
@@ -361,6 +369,11 @@ impl Exporter {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.stop(timeout)
+    }
+
+    /// Sends SIGTERM and waits for the exit status; the logs stay readable.
+    pub fn stop(&mut self, timeout: Duration) -> Option<ExitStatus> {
         terminate(&self.child);
         wait_with_timeout(&mut self.child, timeout)
     }
