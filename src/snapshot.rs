@@ -68,6 +68,18 @@ pub enum Health {
     ForeignServers { own: String, seen: Vec<String> },
 }
 
+impl SourceStatus {
+    /// [`SourceStatus::last_success`] as Unix time in seconds, the exported form.
+    pub fn last_success_unix_secs(&self) -> Option<f64> {
+        let at = self.last_success?;
+        Some(
+            at.duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+        )
+    }
+}
+
 impl Health {
     pub fn is_up(&self) -> bool {
         matches!(self, Health::Up)

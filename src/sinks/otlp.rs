@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use opentelemetry::metrics::{MeterProvider as _, ObservableGauge, ObservableUpDownCounter};
 use opentelemetry::{InstrumentationScope, KeyValue};
@@ -208,11 +208,9 @@ impl OtlpSink {
             .with_callback(move |observer| {
                 let snapshot = rx.borrow().clone();
                 for s in &snapshot.sources {
-                    let Some(at) = s.last_success else { continue };
-                    let secs = at
-                        .duration_since(UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .as_secs_f64();
+                    let Some(secs) = s.last_success_unix_secs() else {
+                        continue;
+                    };
                     observer.observe(secs, &[KeyValue::new("source", s.name.clone())]);
                 }
             })

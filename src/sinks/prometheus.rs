@@ -4,7 +4,6 @@
 //! snapshot leaves `/metrics` with no expiry code, and rendering stays cheap at any size.
 
 use std::fmt::Write as _;
-use std::time::UNIX_EPOCH;
 
 use crate::snapshot::{Snapshot, SourceStatus};
 use crate::telemetry::Telemetry;
@@ -74,11 +73,9 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
         "Unix time of the newest report the source delivered for this exporter's scope.",
     );
     for s in &snapshot.sources {
-        let Some(at) = s.last_success else { continue };
-        let secs = at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let Some(secs) = s.last_success_unix_secs() else {
+            continue;
+        };
         out.push_str("socketio_exporter_source_last_success_timestamp_seconds{source=\"");
         escape(out, &s.name);
         let _ = writeln!(out, "\"}} {secs:.3}");
