@@ -320,9 +320,9 @@ fn socketio_admin(
         );
     }
 
-    let password = secret(
+    let credentials = credentials(
         path,
-        "password",
+        raw.username,
         raw.password,
         raw.password_env,
         raw.password_file,
@@ -332,7 +332,7 @@ fn socketio_admin(
         url,
         admin_namespace,
         include_admin_namespace: raw.include_admin_namespace.unwrap_or(false),
-        credentials: credentials(path, raw.username, password, problems),
+        credentials,
         connect_timeout: problems.seconds(
             &format!("{path}.connect_timeout_secs"),
             raw.connect_timeout_secs,
@@ -390,15 +390,14 @@ fn http_json(path: &str, raw: RawHttpJson, problems: &mut Problems) -> HttpJsonC
             );
         }
     }
-    let password = secret(
+    let basic = credentials(
         path,
-        "password",
+        raw.username,
         raw.password,
         raw.password_env,
         raw.password_file,
         problems,
     );
-    let basic = credentials(path, raw.username, password, problems);
     let bearer = secret(
         path,
         "bearer_token",
@@ -503,13 +502,24 @@ fn push(path: &str, raw: RawPush, problems: &mut Problems) -> PushConfig {
     }
 }
 
-/// A username and a password come together or not at all.
+/// Basic auth from `username` and `password` / `password_env` / `password_file`: a
+/// username and a password come together or not at all.
 fn credentials(
     path: &str,
     username: Option<String>,
-    password: Option<Secret>,
+    password: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
     problems: &mut Problems,
 ) -> Option<Credentials> {
+    let password = secret(
+        path,
+        "password",
+        password,
+        password_env,
+        password_file,
+        problems,
+    );
     match (username, password) {
         (Some(username), Some(password)) => Some(Credentials { username, password }),
         (None, None) => None,
