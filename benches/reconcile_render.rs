@@ -8,16 +8,17 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use socketio_exporter::config::{NamespaceRules, Scope};
+use socketio_exporter::namespaces::NamespaceRules;
 use socketio_exporter::reconcile::{Inputs, Link, SourceInput, reconcile};
 use socketio_exporter::sinks::prometheus::render_snapshot;
-use socketio_exporter::sources::{Event, ServerReport};
+use socketio_exporter::sources::Scope;
+use socketio_exporter::update::{Event, ServerCounts};
 use tokio::time::Instant;
 
 const SIZES: [usize; 3] = [10, 1_000, 100_000];
 
 fn report(namespaces: usize) -> Event {
-    Event::Report(ServerReport {
+    Event::Counts(ServerCounts {
         server_id: None,
         clients: Some(namespaces as u64),
         namespaces: (0..namespaces)

@@ -1,19 +1,21 @@
-//! Wiring: sources → reconcile loop → snapshot → HTTP server, and the shutdown sequence.
+//! Wiring: sources → sync loop → snapshot → HTTP server and OTLP, and the shutdown sequence.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, SourceKind};
-use crate::reconcile::{self, Inputs, SourceInput};
+use crate::config::Config;
+use crate::config::otlp::OtlpConfig;
+use crate::readiness::Readiness;
+use crate::reconcile::{self, Inputs, SourceInput, SyncLoop};
 use crate::server::{self, State};
 use crate::sinks::otlp::OtlpSink;
+use crate::snapshot::Snapshot;
 use crate::sources::push::PushEndpoint;
-use crate::sources::{self, Outbox, Reason};
+use crate::sources::{Outbox, SourceContext, SourceKind};
 use crate::telemetry::Telemetry;
 
 /// Everything stops within this time after the first SIGTERM/SIGINT; a second signal
@@ -30,70 +32,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = server::bind(config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
 
-    let telemetry = Telemetry::new(
-        config
-            .sources
-            .iter()
-            .map(|s| (s.name.as_str(), Reason::for_type(&s.kind))),
-    );
-    let telemetry = Arc::new(match &config.otlp {
-        Some(_) => telemetry.with_otlp(),
-        None => telemetry,
-    });
-    // Every source's namespaces fit, the overflow value included.
-    let series_limit: usize = config.sources.iter().map(|s| s.namespaces.max + 1).sum();
+    let telemetry = telemetry(&config);
     let inputs = Inputs {
         sources: config.sources.iter().map(SourceInput::new).collect(),
         stale_after: config.sync.stale_after,
     };
     let first = reconcile::reconcile(&config.environment, &inputs, tokio::time::Instant::now());
     let (publish, snapshot) = watch::channel(Arc::new(first));
-    let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
-    let ready = Arc::new(AtomicBool::new(false));
+    let ready = Readiness::default();
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
 
-    let mut push = None;
-    for (index, source) in config.sources.into_iter().enumerate() {
-        let outbox = Outbox::new(index, updates_tx.clone());
-        if let SourceKind::Push(push_config) = &source.kind {
-            push = Some(Arc::new(PushEndpoint {
-                name: source.name.clone(),
-                config: push_config.clone(),
-                outbox: outbox.clone(),
-                telemetry: telemetry.clone(),
-            }));
-        }
-        tasks.spawn(sources::run(
-            source,
-            outbox,
-            telemetry.clone(),
-            config.sync,
-            cancel.clone(),
-        ));
-    }
-    drop(updates_tx);
-    tasks.spawn(reconcile::run(
-        config.environment,
+    let (push, updates) = start_sources(&config, &telemetry, &cancel, &tasks);
+    let sync = SyncLoop {
+        environment: config.environment.clone(),
         inputs,
-        config.sync,
+        sync: config.sync,
         updates,
         publish,
-        telemetry.clone(),
-        ready.clone(),
-        cancel.clone(),
-    ));
+        telemetry: telemetry.clone(),
+        ready: ready.clone(),
+    };
+    tasks.spawn(reconcile::run(sync, cancel.clone()));
     let otlp = match &config.otlp {
-        Some(otlp) => {
-            let sink = OtlpSink::start(otlp, snapshot.clone(), telemetry.clone(), series_limit)?;
-            tracing::info!(
-                protocol = otlp.protocol.as_str(),
-                endpoint = %otlp.endpoint,
-                interval = ?otlp.interval,
-                "otlp export on"
-            );
-            Some(sink)
-        }
+        Some(otlp) => Some(start_otlp(otlp, &config, snapshot.clone(), &telemetry)?),
         None => None,
     };
     let state = State {
@@ -111,6 +73,80 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tasks.close();
 
     signal().await?;
+    shutdown(cancel, tasks, otlp).await;
+    Ok(())
+}
+
+/// The self-metrics: every source's error counters at 0, and the OTLP one when OTLP is on.
+fn telemetry(config: &Config) -> Arc<Telemetry> {
+    let telemetry = Telemetry::new(
+        config
+            .sources
+            .iter()
+            .map(|s| (s.name.as_str(), s.kind.reasons())),
+    );
+    Arc::new(match &config.otlp {
+        Some(_) => telemetry.with_otlp(),
+        None => telemetry,
+    })
+}
+
+/// Spawns a task per source; returns the push source's endpoint, if there is one, and
+/// where the sources' updates arrive.
+fn start_sources(
+    config: &Config,
+    telemetry: &Arc<Telemetry>,
+    cancel: &CancellationToken,
+    tasks: &TaskTracker,
+) -> (
+    Option<Arc<PushEndpoint>>,
+    mpsc::Receiver<crate::update::Update>,
+) {
+    let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
+    let mut push = None;
+    for (index, source) in config.sources.iter().cloned().enumerate() {
+        let outbox = Outbox::new(index, updates_tx.clone());
+        if let SourceKind::Push(push_config) = &source.kind {
+            push = Some(Arc::new(PushEndpoint {
+                name: source.name.clone(),
+                config: push_config.clone(),
+                outbox: outbox.clone(),
+                telemetry: telemetry.clone(),
+            }));
+        }
+        let cx = SourceContext::new(
+            source.name.clone(),
+            outbox,
+            telemetry.clone(),
+            cancel.clone(),
+            config.sync,
+        );
+        tasks.spawn(source.run(cx));
+    }
+    (push, updates)
+}
+
+fn start_otlp(
+    otlp: &OtlpConfig,
+    config: &Config,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    telemetry: &Arc<Telemetry>,
+) -> anyhow::Result<OtlpSink> {
+    // Every source's namespaces fit, the overflow value included.
+    let series_limit: usize = config.sources.iter().map(|s| s.namespaces.max + 1).sum();
+    let sink = OtlpSink::start(otlp, snapshot, telemetry.clone(), series_limit)?;
+    tracing::info!(
+        protocol = otlp.protocol.as_str(),
+        endpoint = %otlp.endpoint,
+        interval = ?otlp.interval,
+        "otlp export on"
+    );
+    Ok(sink)
+}
+
+/// Stops the sources, the loop and the server, and makes the final OTLP export, all
+/// within [`SHUTDOWN_DEADLINE`]; a second signal ends it at once.
+async fn shutdown(cancel: CancellationToken, tasks: TaskTracker, otlp: Option<OtlpSink>) {
     tracing::info!("shutting down");
     cancel.cancel();
     // The final OTLP export carries the snapshot as it is now, while the server drains.
@@ -126,7 +162,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         _ = signal() => tracing::warn!("second signal: exiting now"),
     }
-    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT.

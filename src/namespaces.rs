@@ -1,14 +1,40 @@
 //! Cardinality control: namespace grouping and the per-server cap.
 //!
 //! Dynamic namespaces (`io.of(/^\/tenant-\d+$/)`) can make one namespace per tenant. Every
-//! report passes through [`NamespaceRules::fold`] as it arrives, so neither the exported
+//! count passes through [`NamespaceRules::fold`] as it arrives, so neither the exported
 //! series nor the exporter's memory grow past `max_namespaces` per server, whatever the
 //! app sends.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::config::{NamespaceRules, OVERFLOW_NAMESPACE};
+use serde::Deserialize;
+
+use crate::config::problems::At;
+
+/// The namespace value that namespaces beyond `max_namespaces` are summed into.
+pub const OVERFLOW_NAMESPACE: &str = "__other__";
+/// Namespace values per server unless `max_namespaces` says otherwise.
+const DEFAULT_MAX_NAMESPACES: i64 = 1000;
+/// The largest `max_namespaces` accepted: memory grows with it.
+const MAX_MAX_NAMESPACES: i64 = 100_000;
+
+/// Cardinality control, applied to every server's counts as they arrive.
+#[derive(Debug, Clone)]
+pub struct NamespaceRules {
+    /// Namespaces matching a pattern are renamed to its replacement and summed; the first
+    /// matching group wins.
+    pub groups: Vec<NamespaceGroup>,
+    /// At most this many namespace values per server; the rest fold into [`OVERFLOW_NAMESPACE`].
+    pub max: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct NamespaceGroup {
+    pub pattern: regex::Regex,
+    /// The replacement, with `$1`-style references to the pattern's groups.
+    pub replace: String,
+}
 
 /// A server's counts after the rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,7 +44,42 @@ pub struct Folded {
     pub folded: usize,
 }
 
+/// One `namespace_groups` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pattern: String,
+    replace: String,
+}
+
 impl NamespaceRules {
+    /// The rules from a source's `max_namespaces` and `namespace_groups` keys.
+    pub fn validate(max: Option<i64>, groups: Vec<RawGroup>, at: &mut At<'_>) -> NamespaceRules {
+        let max = at.count(
+            "max_namespaces",
+            max,
+            DEFAULT_MAX_NAMESPACES,
+            MAX_MAX_NAMESPACES,
+        );
+        let groups = groups
+            .into_iter()
+            .enumerate()
+            .filter_map(
+                |(j, RawGroup { pattern, replace })| match regex::Regex::new(&pattern) {
+                    Ok(pattern) => Some(NamespaceGroup { pattern, replace }),
+                    Err(e) => {
+                        at.add(
+                            &format!("namespace_groups[{j}].pattern"),
+                            format!("not a valid regular expression: {e}"),
+                        );
+                        None
+                    }
+                },
+            )
+            .collect();
+        NamespaceRules { groups, max }
+    }
+
     /// The namespace value a name is exported under: the first matching group's replacement,
     /// or the name itself.
     pub fn group<'a>(&self, name: &'a str) -> Cow<'a, str> {
@@ -73,7 +134,6 @@ impl NamespaceRules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::NamespaceGroup;
 
     fn rules(max: usize, groups: &[(&str, &str)]) -> NamespaceRules {
         NamespaceRules {

@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::readiness::Readiness;
 use crate::sinks::prometheus;
 use crate::snapshot::Snapshot;
 use crate::sources::push::{self, PushEndpoint};
@@ -32,8 +32,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct State {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub telemetry: Arc<Telemetry>,
-    /// True while the listener is bound and the sync loop runs; never depends on the app.
-    pub ready: Arc<AtomicBool>,
+    /// Ready while the sync loop runs; never depends on the app.
+    pub ready: Readiness,
     /// The push source's endpoints, when one is configured.
     pub push: Option<Arc<PushEndpoint>>,
 }
@@ -118,7 +118,7 @@ async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
             response
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if state.ready.load(Ordering::Relaxed) => text(StatusCode::OK, "ready\n"),
+        "/readyz" if state.ready.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         _ => {
             let mut response =

@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use crate::sources::Reason;
+use crate::update::Reason;
 
 /// Everything the sinks export at one instant. Sinks render it as is; a series that is not
 /// here is not exported.

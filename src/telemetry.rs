@@ -1,12 +1,12 @@
-//! The exporter's own metrics that are not part of the snapshot (counters, the sync
-//! histogram, process metrics), and the rate limit that keeps repeated errors quiet.
+//! The exporter's own metrics that are not part of the snapshot: the error counters, the
+//! sync histogram and the process metrics.
 
 use std::time::Duration;
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
-use tokio::time::Instant;
 
-use crate::sources::Reason;
+use crate::metrics::{Metric, OTLP_EXPORT_ERRORS, SOURCE_ERRORS, SYNC_DURATION};
+use crate::update::Reason;
 
 pub struct Telemetry {
     registry: Registry,
@@ -21,24 +21,13 @@ impl Telemetry {
     /// report, start at 0 so that `rate()` and `increase()` see the first error.
     pub fn new<'a>(sources: impl IntoIterator<Item = (&'a str, &'a [Reason])>) -> Telemetry {
         let registry = Registry::new();
-        let source_errors = IntCounterVec::new(
-            Opts::new(
-                "socketio_exporter_source_errors_total",
-                "Failed attempts to read a source, by source and bounded reason.",
-            ),
-            &["source", "reason"],
-        )
-        .expect("valid metric definition");
-        let sync_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "socketio_exporter_sync_duration_seconds",
-                "Time spent reconciling the sources into one snapshot, per sync tick.",
-            )
-            .buckets(vec![
+        let source_errors = IntCounterVec::new(opts(&SOURCE_ERRORS), &["source", "reason"])
+            .expect("valid metric definition");
+        let sync_duration =
+            Histogram::with_opts(HistogramOpts::from(opts(&SYNC_DURATION)).buckets(vec![
                 0.000_01, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
-            ]),
-        )
-        .expect("valid metric definition");
+            ]))
+            .expect("valid metric definition");
         registry
             .register(Box::new(source_errors.clone()))
             .expect("registered once");
@@ -67,11 +56,8 @@ impl Telemetry {
 
     /// Adds `socketio_exporter_otlp_export_errors_total`, at 0, for an exporter with OTLP on.
     pub fn with_otlp(mut self) -> Telemetry {
-        let counter = IntCounter::new(
-            "socketio_exporter_otlp_export_errors_total",
-            "OTLP exports that failed (after the exporter's retries); that export's data is dropped.",
-        )
-        .expect("valid metric definition");
+        let counter =
+            IntCounter::with_opts(opts(&OTLP_EXPORT_ERRORS)).expect("valid metric definition");
         self.registry
             .register(Box::new(counter.clone()))
             .expect("registered once");
@@ -102,90 +88,13 @@ impl Telemetry {
     }
 }
 
-/// Decides which of a stream of repeated failures are worth a log line: the first of each
-/// kind `K`, then one reminder per `every` with the number left unsaid.
-#[derive(Debug)]
-pub struct ErrorLog<K = Reason> {
-    every: Duration,
-    last: Option<(K, Instant)>,
-    suppressed: u64,
-}
-
-/// What to log for a failure.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// A new kind of failure: log it in full.
-    First,
-    /// Still failing the same way: log a reminder with how many were not logged.
-    Reminder { suppressed: u64 },
-    /// Say nothing.
-    Quiet,
-}
-
-impl<K: Copy + PartialEq> ErrorLog<K> {
-    pub fn new(every: Duration) -> ErrorLog<K> {
-        ErrorLog {
-            every,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    pub fn failure(&mut self, reason: K, now: Instant) -> Verdict {
-        match self.last {
-            Some((last, at)) if last == reason => {
-                if now.saturating_duration_since(at) >= self.every {
-                    let suppressed = std::mem::take(&mut self.suppressed);
-                    self.last = Some((reason, now));
-                    Verdict::Reminder { suppressed }
-                } else {
-                    self.suppressed += 1;
-                    Verdict::Quiet
-                }
-            }
-            _ => {
-                self.last = Some((reason, now));
-                self.suppressed = 0;
-                Verdict::First
-            }
-        }
-    }
-
-    /// Success: the next failure is news again. Returns whether a failure was being reported.
-    pub fn recovered(&mut self) -> bool {
-        self.suppressed = 0;
-        self.last.take().is_some()
-    }
+fn opts(metric: &Metric) -> Opts {
+    Opts::new(metric.name, metric.help)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn repeated_failures_log_once_then_remind() {
-        let every = Duration::from_secs(300);
-        let mut log = ErrorLog::new(every);
-        let t0 = Instant::now();
-        assert_eq!(log.failure(Reason::Auth, t0), Verdict::First);
-        for i in 1..=10 {
-            assert_eq!(
-                log.failure(Reason::Auth, t0 + Duration::from_secs(i)),
-                Verdict::Quiet
-            );
-        }
-        assert_eq!(
-            log.failure(Reason::Auth, t0 + every),
-            Verdict::Reminder { suppressed: 10 }
-        );
-        assert_eq!(
-            log.failure(Reason::Connect, t0 + every),
-            Verdict::First,
-            "a different failure is news"
-        );
-        assert!(log.recovered());
-        assert_eq!(log.failure(Reason::Connect, t0 + every), Verdict::First);
-    }
 
     #[test]
     fn otlp_error_counter_only_with_otlp() {

@@ -12,14 +12,125 @@
 //! exporter is built from explicit values only.
 
 use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Deserialize;
 use url::Url;
 
-use super::raw::RawOtlp;
-use super::validate::Problems;
-use super::{OtlpConfig, OtlpHeader, OtlpProtocol};
+use super::problems::Problems;
+
+/// `[otlp]`: each key mirrors an `OTEL_*` environment variable, which takes precedence.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOtlp {
+    /// Off with `false`; on when the section or an endpoint variable is there.
+    enabled: Option<bool>,
+    /// The collector; `http://localhost:4318` (or `:4317` for gRPC) by default.
+    endpoint: Option<String>,
+    /// `http/protobuf` (default) or `grpc`.
+    protocol: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// Header name → the environment variable that holds its value (for secrets).
+    #[serde(default)]
+    headers_env: BTreeMap<String, String>,
+    /// Limit for one export; 10 s by default.
+    timeout_secs: Option<f64>,
+    /// Time between two exports; 60 s by default.
+    interval_secs: Option<f64>,
+    service_name: Option<String>,
+    #[serde(default)]
+    resource_attributes: BTreeMap<String, String>,
+    /// Extra PEM certificate(s) to trust for an `https://` collector.
+    ca_file: Option<PathBuf>,
+}
+
+/// OTLP export, resolved from `[otlp]` and the `OTEL_*` environment variables (which win).
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    pub protocol: OtlpProtocol,
+    /// Where exports go: for http/protobuf the whole URL, `/v1/metrics` included.
+    pub endpoint: Url,
+    /// The variable or key the endpoint came from, or `default`.
+    pub endpoint_from: String,
+    /// Sent with every export (gRPC metadata or HTTP headers), one per name.
+    pub headers: Vec<OtlpHeader>,
+    /// Limit for one export, retries included.
+    pub timeout: Duration,
+    /// Time between two exports.
+    pub interval: Duration,
+    /// Resource attributes, `service.name` included; the SDK adds `telemetry.sdk.*`.
+    pub resource: BTreeMap<String, String>,
+    /// Extra PEM certificate(s) to trust for an `https://` collector.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    /// The name `OTEL_EXPORTER_OTLP_PROTOCOL` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+/// A header sent to the collector. Its value is often a credential and is never printed.
+#[derive(Clone)]
+pub struct OtlpHeader {
+    /// Lowercase header name.
+    pub name: String,
+    pub value: String,
+    /// Where the value came from: a key path or a variable name.
+    pub from: String,
+}
+
+impl fmt::Debug for OtlpHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}, redacted)", self.name, self.from)
+    }
+}
+
+impl OtlpConfig {
+    /// Lines for `--check-config`'s summary; header values are never shown.
+    pub fn describe(&self, out: &mut String) {
+        let headers = if self.headers.is_empty() {
+            "none".to_owned()
+        } else {
+            self.headers
+                .iter()
+                .map(|h| format!("{} ({})", h.name, h.from))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let resource = self
+            .resource
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            out,
+            "otlp: {} to {} (from {}), every {:?}, timeout {:?}\n  headers: {headers}\n  resource: {resource}",
+            self.protocol.as_str(),
+            self.endpoint,
+            self.endpoint_from,
+            self.interval,
+            self.timeout,
+        );
+        if let Some(path) = &self.ca_file {
+            let _ = writeln!(out, "  ca file: {}", path.display());
+        }
+    }
+}
 
 pub(super) const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 pub(super) const METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
@@ -47,7 +158,7 @@ const DEFAULT_INTERVAL_SECS: f64 = 60.0;
 const METRICS_PATH: &str = "v1/metrics";
 
 /// Reads one environment variable; empty counts as unset, as the specification says.
-pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The OTLP settings, or `None` when OTLP export is off: no `[otlp]` section and no
 /// endpoint variable, `enabled = false`, or `OTEL_SDK_DISABLED=true`.
@@ -68,37 +179,13 @@ pub(super) fn resolve(
         None if endpoint_in_env => RawOtlp::default(),
         None => return None,
     };
-    // The first that is set, with where it came from.
-    let first = |vars: [&'static str; 2]| vars.into_iter().find_map(|v| get(v).map(|x| (x, v)));
-
-    let protocol = match first([METRICS_PROTOCOL, PROTOCOL])
-        .map(|(value, var)| (value, var.to_owned()))
-        .or_else(|| {
-            raw.protocol
-                .clone()
-                .map(|p| (p, "otlp.protocol".to_owned()))
-        }) {
-        None => OtlpProtocol::HttpProtobuf,
-        Some((value, from)) => match value.trim() {
-            "grpc" => OtlpProtocol::Grpc,
-            "http/protobuf" => OtlpProtocol::HttpProtobuf,
-            other => {
-                problems.add(
-                    from,
-                    format!("unsupported protocol {other:?}: use \"grpc\" or \"http/protobuf\""),
-                );
-                OtlpProtocol::HttpProtobuf
-            }
-        },
-    };
-
+    let env = Vars(&get);
+    let protocol = protocol(&raw, &env, problems);
     let (endpoint, endpoint_from) = endpoint(&raw, protocol, &get, problems);
-
     let headers = headers(&raw, &get, problems);
-
     let config_timeout =
         problems.seconds("otlp.timeout_secs", raw.timeout_secs, DEFAULT_TIMEOUT_SECS);
-    let timeout = match first([METRICS_TIMEOUT, TIMEOUT]) {
+    let timeout = match env.first([METRICS_TIMEOUT, TIMEOUT]) {
         Some((value, var)) => millis(var, &value, problems).unwrap_or(config_timeout),
         None => config_timeout,
     };
@@ -111,8 +198,7 @@ pub(super) fn resolve(
         Some(value) => millis(EXPORT_INTERVAL, &value, problems).unwrap_or(config_interval),
         None => config_interval,
     };
-
-    if let Some((value, var)) = first([METRICS_COMPRESSION, COMPRESSION])
+    if let Some((value, var)) = env.first([METRICS_COMPRESSION, COMPRESSION])
         && value.trim() != "none"
     {
         problems.add(
@@ -123,30 +209,6 @@ pub(super) fn resolve(
             ),
         );
     }
-
-    let ca_file = match first([METRICS_CERTIFICATE, CERTIFICATE]) {
-        Some((path, var)) => Some((PathBuf::from(path), var.to_owned())),
-        None => raw
-            .ca_file
-            .clone()
-            .map(|path| (path, "otlp.ca_file".to_owned())),
-    };
-    if let Some((path, from)) = &ca_file {
-        match std::fs::read(path) {
-            Err(e) => problems.add(
-                from,
-                format!("cannot read {}: {}", path.display(), e.kind()),
-            ),
-            Ok(pem) => {
-                if !matches!(reqwest::Certificate::from_pem_bundle(&pem), Ok(c) if !c.is_empty()) {
-                    problems.add(from, format!("{} holds no PEM certificate", path.display()));
-                }
-            }
-        }
-    }
-
-    let resource = resource(&raw, environment, &get, problems);
-
     Some(OtlpConfig {
         protocol,
         endpoint,
@@ -154,9 +216,64 @@ pub(super) fn resolve(
         headers,
         timeout,
         interval,
-        resource,
-        ca_file: ca_file.map(|(path, _)| path),
+        resource: resource(&raw, environment, &get, problems),
+        ca_file: ca_file(&raw, &env, problems),
     })
+}
+
+/// The non-empty `OTEL_*` variables.
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    /// The first of a signal-specific and a generic variable that is set, with its name.
+    fn first(&self, vars: [&'static str; 2]) -> Option<(String, &'static str)> {
+        vars.into_iter().find_map(|v| (self.0)(v).map(|x| (x, v)))
+    }
+}
+
+fn protocol(raw: &RawOtlp, env: &Vars<'_>, problems: &mut Problems) -> OtlpProtocol {
+    let given = env
+        .first([METRICS_PROTOCOL, PROTOCOL])
+        .map(|(value, var)| (value, var.to_owned()))
+        .or_else(|| {
+            raw.protocol
+                .clone()
+                .map(|p| (p, "otlp.protocol".to_owned()))
+        });
+    match given {
+        None => OtlpProtocol::HttpProtobuf,
+        Some((value, from)) => match value.trim() {
+            "grpc" => OtlpProtocol::Grpc,
+            "http/protobuf" => OtlpProtocol::HttpProtobuf,
+            other => {
+                problems.add(
+                    from,
+                    format!("unsupported protocol {other:?}: use \"grpc\" or \"http/protobuf\""),
+                );
+                OtlpProtocol::HttpProtobuf
+            }
+        },
+    }
+}
+
+/// The CA file, which must be readable and hold a PEM certificate now.
+fn ca_file(raw: &RawOtlp, env: &Vars<'_>, problems: &mut Problems) -> Option<PathBuf> {
+    let (path, from) = match env.first([METRICS_CERTIFICATE, CERTIFICATE]) {
+        Some((path, var)) => (PathBuf::from(path), var.to_owned()),
+        None => (raw.ca_file.clone()?, "otlp.ca_file".to_owned()),
+    };
+    match std::fs::read(&path) {
+        Err(e) => problems.add(
+            from,
+            format!("cannot read {}: {}", path.display(), e.kind()),
+        ),
+        Ok(pem) => {
+            if !matches!(reqwest::Certificate::from_pem_bundle(&pem), Ok(c) if !c.is_empty()) {
+                problems.add(from, format!("{} holds no PEM certificate", path.display()));
+            }
+        }
+    }
+    Some(path)
 }
 
 /// The URL exports go to. A signal-specific endpoint is used as is; a base endpoint
@@ -414,8 +531,8 @@ fn percent_decode(value: &str) -> Option<String> {
 mod tests {
     use std::collections::HashMap;
 
-    use super::super::{Config, ParseError};
     use super::*;
+    use crate::config::{Config, ParseError};
 
     const BASE: &str = r#"
         environment = "staging"

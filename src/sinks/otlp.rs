@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry::metrics::{MeterProvider as _, ObservableGauge, ObservableUpDownCounter};
+use opentelemetry::metrics::{Meter, MeterProvider as _, ObservableGauge, ObservableUpDownCounter};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
 use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
@@ -34,23 +34,14 @@ use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::config::{OtlpConfig, OtlpProtocol};
+use crate::config::otlp::{OtlpConfig, OtlpProtocol};
+use crate::log_limit::{ErrorLog, Fields};
+use crate::metrics::{CLIENTS, CONNECTIONS, Metric, SOURCE_LAST_SUCCESS, SOURCE_UP};
 use crate::snapshot::Snapshot;
-use crate::telemetry::{ErrorLog, Telemetry, Verdict};
-
-/// Instrument names. With the OpenTelemetry Collector's Prometheus translation (dots to
-/// underscores, units in braces dropped, `s` → `_seconds`) they become exactly the names
-/// `/metrics` serves: `websocket_connections`, `websocket_clients`,
-/// `socketio_exporter_source_up`, `socketio_exporter_source_last_success_timestamp_seconds`.
-pub const CONNECTIONS: &str = "websocket.connections";
-pub const CLIENTS: &str = "websocket.clients";
-pub const SOURCE_UP: &str = "socketio_exporter.source.up";
-pub const SOURCE_LAST_SUCCESS: &str = "socketio_exporter.source.last_success_timestamp";
+use crate::telemetry::Telemetry;
 
 /// The SDK's default limit of series per instrument; more fold into one overflow point.
 const DEFAULT_SERIES_LIMIT: usize = 2000;
-/// A failure that repeats is logged again after this long.
-const REMIND_EVERY: Duration = Duration::from_secs(300);
 
 const SCOPE: &str = "socketio-exporter";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -99,7 +90,7 @@ impl OtlpSink {
         let exporter = Counted {
             inner: exporter,
             telemetry,
-            log: Mutex::new(ErrorLog::new(REMIND_EVERY)),
+            log: Mutex::new(ErrorLog::default()),
         };
         let reader = PeriodicReader::builder(exporter)
             .with_interval(config.interval)
@@ -114,11 +105,12 @@ impl OtlpSink {
             )
             .build();
         let series_limit = series_limit.max(DEFAULT_SERIES_LIMIT);
+        let connections_name = otlp_name(&CONNECTIONS);
         let provider = SdkMeterProvider::builder()
             .with_resource(resource)
             .with_reader(reader)
             .with_view(move |instrument: &Instrument| {
-                (instrument.name() == CONNECTIONS)
+                (instrument.name() == connections_name)
                     .then(|| {
                         Stream::builder()
                             .with_cardinality_limit(series_limit)
@@ -133,95 +125,12 @@ impl OtlpSink {
                 .with_version(VERSION)
                 .build(),
         );
-
-        // Connections and clients are additive (a sum over namespaces or servers means
-        // something), so they are asynchronous UpDownCounters, as the semantic conventions'
-        // `*.active_connections` are: a non-monotonic cumulative sum, which Prometheus
-        // receives as a gauge. Since SDK 0.32 an attribute set the callback does not
-        // observe is dropped from the next export, as it is for gauges.
-        let rx = snapshot.clone();
-        let connections = meter
-            .i64_observable_up_down_counter(CONNECTIONS)
-            .with_unit("{connection}")
-            .with_description(
-                "Socket.IO sockets connected per namespace, as the app last reported them. \
-                 Absent while the source is down or stale: absent means unknown, not zero.",
-            )
-            .with_callback(move |observer| {
-                let snapshot = rx.borrow().clone();
-                for c in &snapshot.connections {
-                    let mut attributes = vec![
-                        KeyValue::new("environment", snapshot.environment.clone()),
-                        KeyValue::new("namespace", c.namespace.clone()),
-                    ];
-                    if let Some(server) = &c.server {
-                        attributes.push(KeyValue::new("server", server.clone()));
-                    }
-                    observer.observe(count(c.sockets), &attributes);
-                }
-            })
-            .build();
-        let rx = snapshot.clone();
-        let clients = meter
-            .i64_observable_up_down_counter(CLIENTS)
-            .with_unit("{client}")
-            .with_description(
-                "Engine.IO connections (io.engine.clientsCount), this exporter's own included.",
-            )
-            .with_callback(move |observer| {
-                let snapshot = rx.borrow().clone();
-                for c in &snapshot.clients {
-                    let mut attributes =
-                        vec![KeyValue::new("environment", snapshot.environment.clone())];
-                    if let Some(server) = &c.server {
-                        attributes.push(KeyValue::new("server", server.clone()));
-                    }
-                    observer.observe(count(c.clients), &attributes);
-                }
-            })
-            .build();
-        // Health is a state, not an amount: summing it over sources means nothing, so these
-        // are gauges. No unit: the Prometheus translation would append `_ratio` for "1".
-        let rx = snapshot.clone();
-        let source_up = meter
-            .u64_observable_gauge(SOURCE_UP)
-            .with_description(
-                "1 if the source's counts are current and exported; 0 if they are unknown.",
-            )
-            .with_callback(move |observer| {
-                let snapshot = rx.borrow().clone();
-                for s in &snapshot.sources {
-                    observer.observe(
-                        u64::from(s.health.is_up()),
-                        &[KeyValue::new("source", s.name.clone())],
-                    );
-                }
-            })
-            .build();
-        let rx = snapshot;
-        let source_last_success = meter
-            .f64_observable_gauge(SOURCE_LAST_SUCCESS)
-            .with_unit("s")
-            .with_description(
-                "Unix time of the newest report the source delivered for this exporter's scope.",
-            )
-            .with_callback(move |observer| {
-                let snapshot = rx.borrow().clone();
-                for s in &snapshot.sources {
-                    let Some(secs) = s.last_success_unix_secs() else {
-                        continue;
-                    };
-                    observer.observe(secs, &[KeyValue::new("source", s.name.clone())]);
-                }
-            })
-            .build();
-
         Ok(OtlpSink {
             provider: Some(provider),
-            _connections: connections,
-            _clients: clients,
-            _source_up: source_up,
-            _source_last_success: source_last_success,
+            _connections: connections(&meter, snapshot.clone()),
+            _clients: clients(&meter, snapshot.clone()),
+            _source_up: source_up(&meter, snapshot.clone()),
+            _source_last_success: source_last_success(&meter, snapshot),
         })
     }
 
@@ -252,6 +161,93 @@ impl Drop for OtlpSink {
                 .spawn(move || drop(provider));
         }
     }
+}
+
+fn otlp_name(metric: &Metric) -> &'static str {
+    metric
+        .otlp
+        .expect("a metric exported over OTLP has an OTLP name")
+}
+
+// Connections and clients are additive (a sum over namespaces or servers means something),
+// so they are asynchronous UpDownCounters, as the semantic conventions'
+// `*.active_connections` are: a non-monotonic cumulative sum, which Prometheus receives as
+// a gauge. Since SDK 0.32 an attribute set the callback does not observe is dropped from
+// the next export, as it is for gauges.
+
+fn connections(meter: &Meter, rx: watch::Receiver<Arc<Snapshot>>) -> ObservableUpDownCounter<i64> {
+    meter
+        .i64_observable_up_down_counter(otlp_name(&CONNECTIONS))
+        .with_unit(CONNECTIONS.unit.unwrap_or_default())
+        .with_description(CONNECTIONS.help)
+        .with_callback(move |observer| {
+            let snapshot = rx.borrow().clone();
+            for c in &snapshot.connections {
+                let mut attributes = vec![
+                    KeyValue::new("environment", snapshot.environment.clone()),
+                    KeyValue::new("namespace", c.namespace.clone()),
+                ];
+                if let Some(server) = &c.server {
+                    attributes.push(KeyValue::new("server", server.clone()));
+                }
+                observer.observe(count(c.sockets), &attributes);
+            }
+        })
+        .build()
+}
+
+fn clients(meter: &Meter, rx: watch::Receiver<Arc<Snapshot>>) -> ObservableUpDownCounter<i64> {
+    meter
+        .i64_observable_up_down_counter(otlp_name(&CLIENTS))
+        .with_unit(CLIENTS.unit.unwrap_or_default())
+        .with_description(CLIENTS.help)
+        .with_callback(move |observer| {
+            let snapshot = rx.borrow().clone();
+            for c in &snapshot.clients {
+                let mut attributes =
+                    vec![KeyValue::new("environment", snapshot.environment.clone())];
+                if let Some(server) = &c.server {
+                    attributes.push(KeyValue::new("server", server.clone()));
+                }
+                observer.observe(count(c.clients), &attributes);
+            }
+        })
+        .build()
+}
+
+// Health is a state, not an amount: summing it over sources means nothing, so these are
+// gauges.
+
+fn source_up(meter: &Meter, rx: watch::Receiver<Arc<Snapshot>>) -> ObservableGauge<u64> {
+    meter
+        .u64_observable_gauge(otlp_name(&SOURCE_UP))
+        .with_description(SOURCE_UP.help)
+        .with_callback(move |observer| {
+            let snapshot = rx.borrow().clone();
+            for s in &snapshot.sources {
+                observer.observe(
+                    u64::from(s.health.is_up()),
+                    &[KeyValue::new("source", s.name.clone())],
+                );
+            }
+        })
+        .build()
+}
+
+fn source_last_success(meter: &Meter, rx: watch::Receiver<Arc<Snapshot>>) -> ObservableGauge<f64> {
+    meter
+        .f64_observable_gauge(otlp_name(&SOURCE_LAST_SUCCESS))
+        .with_unit(SOURCE_LAST_SUCCESS.unit.unwrap_or_default())
+        .with_description(SOURCE_LAST_SUCCESS.help)
+        .with_callback(move |observer| {
+            let snapshot = rx.borrow().clone();
+            for s in &snapshot.sources {
+                if let Some(secs) = s.last_success_unix_secs() {
+                    observer.observe(secs, &[KeyValue::new("source", s.name.clone())]);
+                }
+            }
+        })
+        .build()
 }
 
 fn count(value: u64) -> i64 {
@@ -382,9 +378,9 @@ enum Failure {
 }
 
 /// The exporter, counting failed exports in `socketio_exporter_otlp_export_errors_total`
-/// and logging them once, then once per [`REMIND_EVERY`]. A failed export's data is not
-/// kept: the next export carries the then-current counts, so memory stays flat however
-/// long the collector is away.
+/// and logging them once, then once per [`crate::log_limit::REMIND_EVERY`]. A failed
+/// export's data is not kept: the next export carries the then-current counts, so memory
+/// stays flat however long the collector is away.
 struct Counted<E> {
     inner: E,
     telemetry: Arc<Telemetry>,
@@ -408,13 +404,9 @@ impl<E> Counted<E> {
             OTelSdkError::Timeout(_) => Failure::Timeout,
             _ => Failure::Failed,
         };
-        match log.failure(kind, Instant::now()) {
-            Verdict::First => tracing::warn!("otlp: export failed: {error}"),
-            Verdict::Reminder { suppressed } => {
-                tracing::warn!(repeated = suppressed, "otlp: export still failing: {error}")
-            }
-            Verdict::Quiet => tracing::debug!("otlp: export failed: {error}"),
-        }
+        let message = format!("otlp: export failed: {error}");
+        log.failure(kind, Instant::now())
+            .log(Fields::default(), &message);
     }
 }
 

@@ -3,8 +3,12 @@
 //! Connection series are written straight from the snapshot: a namespace that left the
 //! snapshot leaves `/metrics` with no expiry code, and rendering stays cheap at any size.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 
+use crate::metrics::{
+    BUILD_INFO, CLIENTS, CONNECTIONS, Metric, NAMESPACE_LIMIT, NAMESPACES_FOLDED,
+    RECONCILE_CORRECTIONS, RECONCILE_DRIFT, SOURCE_LAST_SUCCESS, SOURCE_UP,
+};
 use crate::snapshot::{Snapshot, SourceStatus};
 use crate::telemetry::Telemetry;
 
@@ -23,145 +27,134 @@ pub fn render(snapshot: &Snapshot, telemetry: &Telemetry) -> String {
 
 /// The families that come from the snapshot.
 pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
-    let env = &snapshot.environment;
+    let env = snapshot.environment.as_str();
 
-    family(
-        out,
-        "websocket_connections",
-        "gauge",
-        "Socket.IO sockets connected per namespace, as the app last reported them. \
-         Absent while the source is down or stale: absent means unknown, not zero.",
-    );
+    let mut family = Family::start(out, &CONNECTIONS);
     for c in &snapshot.connections {
-        out.push_str("websocket_connections{environment=\"");
-        escape(out, env);
-        out.push_str("\",namespace=\"");
-        escape(out, &c.namespace);
-        server_label(out, c.server.as_deref());
-        let _ = writeln!(out, "\"}} {}", c.sockets);
+        family
+            .sample()
+            .label("environment", env)
+            .label("namespace", &c.namespace)
+            .label_opt("server", c.server.as_deref())
+            .value(c.sockets);
     }
 
-    family(
-        out,
-        "websocket_clients",
-        "gauge",
-        "Engine.IO connections (io.engine.clientsCount), this exporter's own included. \
-         One client multiplexes sockets of several namespaces, so this differs from the \
-         sum of websocket_connections.",
-    );
+    let mut family = Family::start(out, &CLIENTS);
     for c in &snapshot.clients {
-        out.push_str("websocket_clients{environment=\"");
-        escape(out, env);
-        server_label(out, c.server.as_deref());
-        let _ = writeln!(out, "\"}} {}", c.clients);
+        family
+            .sample()
+            .label("environment", env)
+            .label_opt("server", c.server.as_deref())
+            .value(c.clients);
     }
 
-    per_source(
-        out,
-        snapshot,
-        "socketio_exporter_source_up",
-        "gauge",
-        "1 if the source's counts are current and exported; 0 if they are unknown \
-         (unreachable, refused, stale, or not this server).",
-        |s| u64::from(s.health.is_up()),
-    );
+    per_source(out, snapshot, &SOURCE_UP, |s| u64::from(s.health.is_up()));
 
-    family(
-        out,
-        "socketio_exporter_source_last_success_timestamp_seconds",
-        "gauge",
-        "Unix time of the newest report the source delivered for this exporter's scope.",
-    );
+    let mut family = Family::start(out, &SOURCE_LAST_SUCCESS);
     for s in &snapshot.sources {
-        let Some(secs) = s.last_success_unix_secs() else {
-            continue;
-        };
-        out.push_str("socketio_exporter_source_last_success_timestamp_seconds{source=\"");
-        escape(out, &s.name);
-        let _ = writeln!(out, "\"}} {secs:.3}");
+        if let Some(secs) = s.last_success_unix_secs() {
+            family
+                .sample()
+                .label("source", &s.name)
+                .value(format_args!("{secs:.3}"));
+        }
     }
 
-    family(
-        out,
-        "socketio_exporter_reconcile_drift",
-        "gauge",
-        "Per namespace, how far the counts moved by connection events were from the next \
-         full report, at the last comparison (0: they agreed).",
-    );
+    let mut family = Family::start(out, &RECONCILE_DRIFT);
     for d in &snapshot.drift {
-        out.push_str("socketio_exporter_reconcile_drift{source=\"");
-        escape(out, &d.source);
-        out.push_str("\",namespace=\"");
-        escape(out, &d.namespace);
-        let _ = writeln!(out, "\"}} {}", d.value);
+        family
+            .sample()
+            .label("source", &d.source)
+            .label("namespace", &d.namespace)
+            .value(d.value);
     }
 
-    per_source(
-        out,
-        snapshot,
-        "socketio_exporter_reconcile_corrections_total",
-        "counter",
-        "Full reports that disagreed with the counts connection events had moved: each \
-         corrected drifted event-driven counts.",
-        |s| s.corrections,
-    );
-    per_source(
-        out,
-        snapshot,
-        "socketio_exporter_namespaces_folded",
-        "gauge",
-        "Namespace values summed into namespace=\"__other__\" because a server reported more \
-         than max_namespaces.",
-        |s| s.folded as u64,
-    );
-    per_source(
-        out,
-        snapshot,
-        "socketio_exporter_namespace_limit",
-        "gauge",
-        "The max_namespaces cap: namespace values per server before folding into __other__.",
-        |s| s.namespace_limit as u64,
-    );
+    per_source(out, snapshot, &RECONCILE_CORRECTIONS, |s| s.corrections);
+    per_source(out, snapshot, &NAMESPACES_FOLDED, |s| s.folded as u64);
+    per_source(out, snapshot, &NAMESPACE_LIMIT, |s| {
+        s.namespace_limit as u64
+    });
 
-    family(
-        out,
-        "socketio_exporter_build_info",
-        "gauge",
-        "Always 1; the labels say which build is running.",
-    );
-    let _ = writeln!(
-        out,
-        "socketio_exporter_build_info{{version=\"{VERSION}\",revision=\"{REVISION}\"}} 1"
-    );
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    Family::start(out, &BUILD_INFO)
+        .sample()
+        .label("version", VERSION)
+        .label("revision", REVISION)
+        .value(1);
 }
 
 /// A family with one sample per source, labelled `source`.
 fn per_source(
     out: &mut String,
     snapshot: &Snapshot,
-    name: &str,
-    kind: &str,
-    help: &str,
+    metric: &Metric,
     value: impl Fn(&SourceStatus) -> u64,
 ) {
-    family(out, name, kind, help);
+    let mut family = Family::start(out, metric);
     for s in &snapshot.sources {
-        out.push_str(name);
-        out.push_str("{source=\"");
-        escape(out, &s.name);
-        let _ = writeln!(out, "\"}} {}", value(s));
+        family.sample().label("source", &s.name).value(value(s));
     }
 }
 
-/// Closes the previous label value and adds `server` when there is one.
-fn server_label(out: &mut String, server: Option<&str>) {
-    if let Some(server) = server {
-        out.push_str("\",server=\"");
-        escape(out, server);
+/// Writes one family: its `HELP` and `TYPE` lines, then its samples, the name written
+/// once in the metric table and carried into every sample.
+struct Family<'a> {
+    out: &'a mut String,
+    name: &'static str,
+}
+
+impl<'a> Family<'a> {
+    fn start(out: &'a mut String, metric: &Metric) -> Family<'a> {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}",
+            name = metric.name,
+            help = metric.help,
+            kind = metric.kind.as_str()
+        );
+        Family {
+            out,
+            name: metric.name,
+        }
+    }
+
+    fn sample(&mut self) -> Sample<'_> {
+        self.out.push_str(self.name);
+        Sample {
+            out: self.out,
+            labels: 0,
+        }
+    }
+}
+
+/// One sample line being written: labels, then the value.
+struct Sample<'a> {
+    out: &'a mut String,
+    labels: usize,
+}
+
+impl Sample<'_> {
+    fn label(mut self, name: &str, value: &str) -> Self {
+        self.out.push(if self.labels == 0 { '{' } else { ',' });
+        self.out.push_str(name);
+        self.out.push_str("=\"");
+        escape(self.out, value);
+        self.out.push('"');
+        self.labels += 1;
+        self
+    }
+
+    fn label_opt(self, name: &str, value: Option<&str>) -> Self {
+        match value {
+            Some(value) => self.label(name, value),
+            None => self,
+        }
+    }
+
+    fn value(self, value: impl Display) {
+        if self.labels > 0 {
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
     }
 }
 
@@ -187,7 +180,7 @@ mod tests {
 
     use super::*;
     use crate::snapshot::{Clients, Connections, Health, SourceStatus};
-    use crate::sources::Reason;
+    use crate::update::Reason;
 
     fn connections(namespace: &str, server: Option<&str>, sockets: u64) -> Connections {
         Connections {

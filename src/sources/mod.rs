@@ -1,225 +1,235 @@
-//! Sources read connection counts from the app and send them to the reconcile loop as
-//! [`Update`]s. Each runs as its own task; none of them touches the published snapshot.
+//! Sources read connection counts from the app and send them to the sync loop as
+//! [`Update`](crate::update::Update)s. Each runs as its own task; none of them touches the
+//! published snapshot.
+//!
+//! Each source type lives in its own folder with its configuration, its errors and the
+//! reasons it can fail with, behind the [`SourceType`] contract. Adding a type means a
+//! folder and one line in the `source_types!` list below.
 
+pub mod common;
+pub mod context;
+pub mod format;
 pub mod http_json;
 pub mod push;
-pub mod report;
 pub mod report_file;
 pub mod socketio_admin;
 
-use std::fmt;
+use std::collections::HashSet;
+use std::fmt::Write as _;
 
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use crate::config::problems::{At, Problems};
+use crate::config::sync::SyncConfig;
+use crate::namespaces::NamespaceRules;
+use crate::update::Reason;
 
-use crate::config::{SourceConfig, SourceKind, SyncConfig};
-use crate::telemetry::Telemetry;
+pub use self::common::Scope;
+use self::common::{COMMON_KEYS, RawCommon};
+pub use self::context::{Outbox, SourceContext, SourceType};
 
-/// What a source tells the reconcile loop.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Update {
-    /// Index of the source in the configuration.
-    pub source: usize,
-    pub event: Event,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The source reached the app (or started listening) and is waiting for reports.
-    Connected,
-    /// A full report of one server's counts; replaces that server's previous report.
-    Report(ServerReport),
-    /// Connection events: they move the counts of a server's current report until the
-    /// next full report, which is authoritative.
-    Deltas(Vec<Delta>),
-    /// A server's report was withdrawn (its report file was deleted).
-    Forget(Option<String>),
-    /// The source lost the app: everything it reported is unknown now.
-    Down(Reason),
-}
-
-/// One server's counts, as the app reported them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerReport {
-    /// `None`: the server this exporter runs beside (the source's own server id).
-    pub server_id: Option<String>,
-    /// Engine.IO connections, when the app reports them.
-    pub clients: Option<u64>,
-    /// Sockets per namespace.
-    pub namespaces: Vec<(String, u64)>,
-    /// How old the counts already were when the source got them.
-    pub age: std::time::Duration,
-}
-
-/// One namespace socket connected (`+1`) or disconnected (`-1`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delta {
-    pub server_id: Option<String>,
-    pub namespace: String,
-    pub change: i64,
-}
-
-/// Why a source is down or an attempt failed. A closed set: these are the values of the
-/// `reason` label on `socketio_exporter_source_errors_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
-    /// The TCP or WebSocket connection could not be opened.
-    Connect,
-    /// The server did not complete the Engine.IO/Socket.IO handshake in time.
-    Handshake,
-    /// The admin namespace refused the credentials.
-    Auth,
-    /// The admin namespace refused the connection for another reason (e.g. no such namespace).
-    Namespace,
-    /// A secret (password file or variable) could not be read.
-    Config,
-    /// No ping from the server within pingInterval + pingTimeout.
-    PingTimeout,
-    /// The server closed the connection.
-    Closed,
-    /// The server sent something that is not the protocol.
-    Protocol,
-    /// Connected, but no report arrived within `stale_after_secs`.
-    StatsTimeout,
-    /// Local scope: reports arrive, but none carries this exporter's server id.
-    ServerIdNotSeen,
-    /// No answer within the timeout.
-    Timeout,
-    /// The endpoint answered with an HTTP error status.
-    HttpStatus,
-    /// A body larger than `max_body_bytes`.
-    TooLarge,
-    /// The body is not JSON.
-    InvalidJson,
-    /// JSON, but not the expected shape (a missing pointer, a negative count...).
-    InvalidReport,
-    /// The report file does not exist.
-    Missing,
-    /// A push without the right bearer token.
-    Unauthorized,
-    /// Connection events for a server that has no current full report.
-    NoReport,
-}
-
-impl Reason {
-    /// The reasons a source of this type can report, which its counters start with.
-    pub fn for_type(kind: &SourceKind) -> &'static [Reason] {
-        match kind {
-            SourceKind::SocketioAdmin(_) => &[
-                Reason::Connect,
-                Reason::Handshake,
-                Reason::Auth,
-                Reason::Namespace,
-                Reason::Config,
-                Reason::PingTimeout,
-                Reason::Closed,
-                Reason::Protocol,
-                Reason::StatsTimeout,
-                Reason::ServerIdNotSeen,
-            ],
-            SourceKind::HttpJson(_) => &[
-                Reason::Connect,
-                Reason::Timeout,
-                Reason::HttpStatus,
-                Reason::TooLarge,
-                Reason::InvalidJson,
-                Reason::InvalidReport,
-                Reason::Config,
-                Reason::StatsTimeout,
-                Reason::ServerIdNotSeen,
-            ],
-            SourceKind::ReportFile(_) => &[
-                Reason::Missing,
-                Reason::TooLarge,
-                Reason::InvalidJson,
-                Reason::InvalidReport,
-                Reason::StatsTimeout,
-                Reason::ServerIdNotSeen,
-            ],
-            SourceKind::Push(_) => &[
-                Reason::Unauthorized,
-                Reason::TooLarge,
-                Reason::InvalidJson,
-                Reason::InvalidReport,
-                Reason::NoReport,
-                Reason::StatsTimeout,
-                Reason::ServerIdNotSeen,
-            ],
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Connect => "connect",
-            Reason::Handshake => "handshake",
-            Reason::Auth => "auth",
-            Reason::Namespace => "namespace",
-            Reason::Config => "config",
-            Reason::PingTimeout => "ping_timeout",
-            Reason::Closed => "closed",
-            Reason::Protocol => "protocol",
-            Reason::StatsTimeout => "stats_timeout",
-            Reason::ServerIdNotSeen => "server_id_not_seen",
-            Reason::Timeout => "timeout",
-            Reason::HttpStatus => "http_status",
-            Reason::TooLarge => "too_large",
-            Reason::InvalidJson => "invalid_json",
-            Reason::InvalidReport => "invalid_report",
-            Reason::Missing => "missing",
-            Reason::Unauthorized => "unauthorized",
-            Reason::NoReport => "no_report",
-        }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Where a source task sends its updates, tagged with its index.
+/// One configured source.
 #[derive(Debug, Clone)]
-pub struct Outbox {
-    source: usize,
-    tx: mpsc::Sender<Update>,
+pub struct SourceConfig {
+    /// Unique name, the value of the `source` label on self-metrics.
+    pub name: String,
+    pub scope: Scope,
+    /// The server that counts without a server id are attributed to: `server_id`
+    /// (or `server_id_env`) when set, else this host's name.
+    pub own_server_id: String,
+    pub namespaces: NamespaceRules,
+    pub kind: SourceKind,
 }
 
-impl Outbox {
-    pub fn new(source: usize, tx: mpsc::Sender<Update>) -> Outbox {
-        Outbox { source, tx }
+/// Declares the closed set of source types: the [`SourceKind`] enum and its dispatch to
+/// each type's [`SourceType`] implementation.
+macro_rules! source_types {
+    ($($variant:ident($config:ty)),* $(,)?) => {
+        /// A source's type-specific configuration.
+        #[derive(Debug, Clone)]
+        pub enum SourceKind {
+            $($variant($config),)*
+        }
+
+        impl SourceKind {
+            /// The `type` tags, for error messages.
+            const TYPES: &[&str] = &[$(<$config>::TYPE),*];
+
+            /// The `type` tag as written in the configuration file.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(SourceKind::$variant(_) => <$config>::TYPE,)*
+                }
+            }
+
+            /// The reasons a source of this type can fail with.
+            pub fn reasons(&self) -> &'static [Reason] {
+                match self {
+                    $(SourceKind::$variant(_) => <$config>::REASONS,)*
+                }
+            }
+
+            fn describe(&self, out: &mut String) {
+                match self {
+                    $(SourceKind::$variant(config) => config.describe(out),)*
+                }
+            }
+
+            /// Reads the keys of type `tag`; `None` for an unknown type.
+            fn parse(
+                tag: &str,
+                table: toml::Table,
+                sync: &SyncConfig,
+                at: &mut At<'_>,
+            ) -> Option<Result<SourceKind, String>> {
+                match tag {
+                    $(<$config>::TYPE => Some(from_table(table).map(|raw| {
+                        SourceKind::$variant(<$config>::validate(raw, sync, at))
+                    })),)*
+                    _ => None,
+                }
+            }
+
+            async fn run(self, cx: SourceContext) {
+                match self {
+                    $(SourceKind::$variant(config) => config.run(cx).await,)*
+                }
+            }
+        }
+    };
+}
+
+source_types! {
+    SocketioAdmin(socketio_admin::Config),
+    HttpJson(http_json::Config),
+    ReportFile(report_file::Config),
+    Push(push::Config),
+}
+
+impl SourceConfig {
+    /// Runs the source until `cx.cancel` fires.
+    pub async fn run(self, cx: SourceContext) {
+        self.kind.run(cx).await
     }
 
-    /// Sends an event; if the loop is gone the exporter is shutting down, so that is fine.
-    pub async fn send(&self, event: Event) {
-        let _ = self
-            .tx
-            .send(Update {
-                source: self.source,
-                event,
-            })
-            .await;
+    /// Lines for `--check-config`'s summary.
+    pub fn describe(&self, out: &mut String) {
+        let _ = writeln!(out, "  {} ({})", self.name, self.kind.type_name());
+        let _ = match &self.scope {
+            Scope::Local { server_id } => {
+                writeln!(out, "    scope: local, server id {server_id:?}")
+            }
+            Scope::Cluster => writeln!(out, "    scope: cluster"),
+        };
+        let _ = writeln!(
+            out,
+            "    namespaces: {} group rule(s), at most {} per server",
+            self.namespaces.groups.len(),
+            self.namespaces.max
+        );
+        self.kind.describe(out);
     }
 }
 
-/// Runs one configured source until `cancel` fires.
-pub async fn run(
-    config: SourceConfig,
-    outbox: Outbox,
-    telemetry: std::sync::Arc<Telemetry>,
-    sync: SyncConfig,
-    cancel: CancellationToken,
-) {
-    let name = config.name.as_str();
-    match config.kind {
-        SourceKind::SocketioAdmin(admin) => {
-            socketio_admin::run(name, admin, outbox, &telemetry, sync.stale_after, cancel).await
-        }
-        SourceKind::HttpJson(http) => http_json::run(name, http, outbox, &telemetry, cancel).await,
-        SourceKind::ReportFile(file) => {
-            report_file::run(name, file, outbox, &telemetry, sync.interval, cancel).await
-        }
-        // Pushes arrive through the HTTP server; the source itself only says it listens.
-        SourceKind::Push(_) => outbox.send(Event::Connected).await,
+/// Validates the `[[sources]]` tables, each problem at `sources[i].key`.
+pub fn validate(
+    tables: Vec<toml::Table>,
+    sync: &SyncConfig,
+    problems: &mut Problems,
+) -> Vec<SourceConfig> {
+    if tables.is_empty() {
+        problems.add(
+            "sources",
+            "at least one [[sources]] table is required (e.g. type = \"socketio_admin\")",
+        );
     }
+    let mut names = HashSet::new();
+    let mut has_push = false;
+    let mut sources = Vec::with_capacity(tables.len());
+    for (i, table) in tables.into_iter().enumerate() {
+        let path = format!("sources[{i}]");
+        let mut at = At {
+            path: &path,
+            problems,
+        };
+        let Some(source) = source(table, sync, &mut at) else {
+            continue;
+        };
+        if source.name.is_empty() {
+            at.add("name", "must not be empty");
+        } else if !names.insert(source.name.clone()) {
+            at.add(
+                "name",
+                format!(
+                    "duplicate source name {:?}: give each source a distinct name",
+                    source.name
+                ),
+            );
+        }
+        if let SourceKind::Push(_) = source.kind {
+            if has_push {
+                at.add(
+                    "type",
+                    "only one push source is allowed: it owns POST /push/report and /push/events",
+                );
+            }
+            has_push = true;
+        }
+        sources.push(source);
+    }
+    sources
+}
+
+/// One `[[sources]]` table: the common keys, then the keys of its `type`.
+fn source(mut table: toml::Table, sync: &SyncConfig, at: &mut At<'_>) -> Option<SourceConfig> {
+    let types = SourceKind::TYPES.join(", ");
+    let tag = match table.remove("type") {
+        Some(toml::Value::String(tag)) => tag,
+        Some(other) => {
+            at.problems
+                .add(at.path, format!("type: must be a string, got {other}"));
+            return None;
+        }
+        None => {
+            at.problems
+                .add(at.path, format!("type: missing; one of {types}"));
+            return None;
+        }
+    };
+    let mut common = toml::Table::new();
+    for key in COMMON_KEYS {
+        if let Some(value) = table.remove(key) {
+            common.insert(key.to_owned(), value);
+        }
+    }
+    let parsed = from_table::<RawCommon>(common).and_then(|common| {
+        match SourceKind::parse(&tag, table, sync, at) {
+            Some(kind) => kind.map(|kind| (common, kind)),
+            None => Err(format!("type: unknown source type {tag:?}; one of {types}")),
+        }
+    });
+    let (common, kind) = match parsed {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            at.problems.add(at.path, message);
+            return None;
+        }
+    };
+    let name = common
+        .name
+        .clone()
+        .unwrap_or_else(|| kind.type_name().to_owned());
+    let common = common.validate(at);
+    Some(SourceConfig {
+        name,
+        scope: common.scope,
+        own_server_id: common.own_server_id,
+        namespaces: common.namespaces,
+        kind,
+    })
+}
+
+/// serde cannot combine `flatten` with `deny_unknown_fields` (serde #1600), so a source
+/// table is split by hand and each part read on its own. Errors are messages for the
+/// table's key path.
+fn from_table<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, String> {
+    T::deserialize(toml::Value::Table(table)).map_err(|e| e.message().trim().to_owned())
 }

@@ -6,28 +6,31 @@
 //! It is a small client of its own rather than `rust_socketio`, whose `connect()` returns
 //! before the namespace is accepted, so a refused login could not be told from a slow one.
 
+mod config;
 mod protocol;
 
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+pub use self::config::Config;
+use self::config::RawConfig;
 use self::protocol::{EnginePacket, Handshake, PacketType, ProtocolError};
+use super::context::{SourceContext, SourceType};
 use crate::backoff::Backoff;
-use crate::config::{SecretError, SocketioAdminConfig};
-use crate::sources::{Event, Outbox, Reason, ServerReport};
-use crate::telemetry::{ErrorLog, Telemetry, Verdict};
+use crate::config::problems::At;
+use crate::config::secret::SecretError;
+use crate::config::sync::SyncConfig;
+use crate::update::{Event, Reason, ServerCounts};
 
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// How often a failure that keeps repeating is logged again.
-const REMIND_EVERY: Duration = Duration::from_secs(300);
 /// Large enough for 100 000 namespaces in one `server_stats`, small enough to bound memory.
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
@@ -85,70 +88,65 @@ impl SessionError {
     }
 }
 
-/// Runs the source until `cancel` fires.
-pub async fn run(
-    name: &str,
-    config: SocketioAdminConfig,
-    outbox: Outbox,
-    telemetry: &Telemetry,
-    stale_after: Duration,
-    cancel: CancellationToken,
-) {
-    let mut source = AdminSource {
-        name,
-        config,
-        outbox,
-        stale_after,
-        backoff: Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX),
-        log: ErrorLog::new(REMIND_EVERY),
-        ever_delivered: false,
-    };
-    loop {
-        let error = match source.session(&cancel).await {
-            Ok(()) => return,
-            Err(error) => error,
+impl SourceType for Config {
+    const TYPE: &'static str = "socketio_admin";
+    const REASONS: &'static [Reason] = &[
+        Reason::Connect,
+        Reason::Handshake,
+        Reason::Auth,
+        Reason::Namespace,
+        Reason::Config,
+        Reason::PingTimeout,
+        Reason::Closed,
+        Reason::Protocol,
+        Reason::StatsTimeout,
+        Reason::ServerIdNotSeen,
+    ];
+    type Raw = RawConfig;
+
+    fn validate(raw: RawConfig, sync: &SyncConfig, at: &mut At<'_>) -> Config {
+        Config::from_raw(raw, sync, at)
+    }
+
+    fn describe(&self, out: &mut String) {
+        self.summary(out);
+    }
+
+    async fn run(self, cx: SourceContext) {
+        let mut source = AdminSource {
+            config: self,
+            backoff: Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX),
+            ever_delivered: false,
+            cx,
         };
-        let reason = error.reason();
-        telemetry.source_error(name, reason);
-        source.outbox.send(Event::Down(reason)).await;
-        let delay = source.backoff.next_delay();
-        let url = source.config.url.as_str();
-        match source.log.failure(reason, Instant::now()) {
-            Verdict::First => {
-                tracing::warn!(source = name, %reason, url, retry_in = ?delay, "{error}")
+        loop {
+            let error = match source.session().await {
+                Ok(()) => return,
+                Err(error) => error,
+            };
+            let delay = source.backoff.next_delay();
+            let url = source.config.url.to_string();
+            source
+                .cx
+                .failed(error.reason(), &url, &error, Some(delay))
+                .await;
+            if !source.cx.sleep(delay).await {
+                return;
             }
-            Verdict::Reminder { suppressed } => tracing::warn!(
-                source = name,
-                %reason,
-                url,
-                retry_in = ?delay,
-                repeated = suppressed,
-                "still failing: {error}"
-            ),
-            Verdict::Quiet => {
-                tracing::debug!(source = name, %reason, url, retry_in = ?delay, "{error}")
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = sleep(delay) => {}
         }
     }
 }
 
-struct AdminSource<'a> {
-    name: &'a str,
-    config: SocketioAdminConfig,
-    outbox: Outbox,
-    stale_after: Duration,
+struct AdminSource {
+    config: Config,
+    cx: SourceContext,
     backoff: Backoff,
-    log: ErrorLog,
     ever_delivered: bool,
 }
 
-impl AdminSource<'_> {
+impl AdminSource {
     /// One connection from dial to end. `Ok` only when cancelled.
-    async fn session(&mut self, cancel: &CancellationToken) -> Result<(), SessionError> {
+    async fn session(&mut self) -> Result<(), SessionError> {
         let auth = match &self.config.credentials {
             Some(c) => {
                 serde_json::json!({ "username": c.username, "password": c.password.read()? })
@@ -188,10 +186,11 @@ impl AdminSource<'_> {
         timeout(connect_timeout, accepted(&mut ws, &namespace))
             .await
             .map_err(|_| SessionError::AcceptTimeout(connect_timeout))??;
-        self.outbox.send(Event::Connected).await;
-        tracing::debug!(source = self.name, url = %self.config.url, "admin namespace accepted the connection");
+        self.cx.send(Event::Connected).await;
+        tracing::debug!(source = self.cx.name.as_str(), url = %self.config.url, "admin namespace accepted the connection");
 
-        let result = self.receive(&mut ws, handshake, cancel).await;
+        let cancel = self.cx.cancel.clone();
+        let result = self.receive(&mut ws, handshake, &cancel).await;
         if result.is_ok() {
             // Shutting down: leave politely so the app's admin namespace count drops at once.
             let _ = send(&mut ws, protocol::disconnect_frame(&namespace)).await;
@@ -209,12 +208,13 @@ impl AdminSource<'_> {
     ) -> Result<(), SessionError> {
         let ping_window = handshake.ping_interval + handshake.ping_timeout;
         let mut ping_deadline = Instant::now() + ping_window;
-        let mut stats_deadline = Instant::now() + self.stale_after;
+        let stale_after = self.cx.sync.stale_after;
+        let mut stats_deadline = Instant::now() + stale_after;
         loop {
             let frame = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 _ = sleep_until(ping_deadline) => return Err(SessionError::PingTimeout(ping_window)),
-                _ = sleep_until(stats_deadline) => return Err(SessionError::StatsTimeout(self.stale_after)),
+                _ = sleep_until(stats_deadline) => return Err(SessionError::StatsTimeout(stale_after)),
                 frame = next_text(ws) => frame?,
             };
             let message = match protocol::parse_engine(&frame)? {
@@ -243,7 +243,7 @@ impl AdminSource<'_> {
                         detail: "event without an argument".into(),
                     })?;
                     let stats = protocol::parse_server_stats(argument)?;
-                    stats_deadline = Instant::now() + self.stale_after;
+                    stats_deadline = Instant::now() + stale_after;
                     self.deliver(stats).await;
                 }
                 _ => {}
@@ -259,16 +259,16 @@ impl AdminSource<'_> {
             .filter(|n| Some(&n.name) != hidden)
             .map(|n| (n.name, n.sockets_count))
             .collect();
-        self.outbox
-            .send(Event::Report(ServerReport {
+        self.cx
+            .send(Event::Counts(ServerCounts {
                 server_id: Some(stats.server_id),
                 clients: stats.clients_count,
                 namespaces,
                 age: Duration::ZERO,
             }))
             .await;
-        if self.log.recovered() || !self.ever_delivered {
-            tracing::info!(source = self.name, url = %self.config.url, "receiving server_stats");
+        if self.cx.recovered() || !self.ever_delivered {
+            tracing::info!(source = self.cx.name.as_str(), url = %self.config.url, "receiving server_stats");
         }
         self.ever_delivered = true;
         self.backoff.reset();

@@ -6,6 +6,8 @@
 //! of the directory, and filesystems without inotify all work. A file that cannot be read
 //! as a report never becomes truth: the last good report stays until it is stale.
 
+mod config;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -13,18 +15,18 @@ use std::time::{Duration, SystemTime};
 use notify_debouncer_full::notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use super::report;
-use super::{Event, Outbox, Reason};
-use crate::config::ReportFileConfig;
-use crate::telemetry::{ErrorLog, Telemetry, Verdict};
+pub use self::config::Config;
+use self::config::RawConfig;
+use super::context::{SourceContext, SourceType};
+use super::format;
+use crate::config::problems::At;
+use crate::config::sync::SyncConfig;
+use crate::update::{Event, Reason};
 
 /// Files larger than this are not reports.
 const MAX_FILE_BYTES: u64 = 16 << 20;
 const DEBOUNCE: Duration = Duration::from_millis(100);
-const REMIND_EVERY: Duration = Duration::from_secs(300);
 
 /// What was last read from one file, to send a report only when the file changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,50 +37,63 @@ struct Seen {
     server_id: Option<String>,
 }
 
-pub async fn run(
-    name: &str,
-    config: ReportFileConfig,
-    outbox: Outbox,
-    telemetry: &Telemetry,
-    rescan: Duration,
-    cancel: CancellationToken,
-) {
-    let (directory, single) = match &config {
-        ReportFileConfig::File(path) => (
-            path.parent().map(Path::to_path_buf).unwrap_or_default(),
-            Some(path.clone()),
-        ),
-        ReportFileConfig::Directory(path) => (path.clone(), None),
-    };
-    let mut source = ReportFiles {
-        name,
-        single,
-        directory,
-        outbox,
-        telemetry,
-        seen: BTreeMap::new(),
-        log: ErrorLog::new(REMIND_EVERY),
-        missing_reported: false,
-    };
-    source.outbox.send(Event::Connected).await;
+impl SourceType for Config {
+    const TYPE: &'static str = "report_file";
+    const REASONS: &'static [Reason] = &[
+        Reason::Missing,
+        Reason::TooLarge,
+        Reason::InvalidJson,
+        Reason::InvalidReport,
+        Reason::StatsTimeout,
+        Reason::ServerIdNotSeen,
+    ];
+    type Raw = RawConfig;
 
-    let (wake_tx, mut wake) = mpsc::channel::<()>(1);
-    let mut watcher: Option<Debouncer<_, RecommendedCache>> = None;
-    let mut tick = tokio::time::interval(rescan);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-            Some(()) = wake.recv() => {}
+    fn validate(raw: RawConfig, _: &SyncConfig, at: &mut At<'_>) -> Config {
+        Config::from_raw(raw, at)
+    }
+
+    fn describe(&self, out: &mut String) {
+        self.summary(out);
+    }
+
+    async fn run(self, cx: SourceContext) {
+        let (directory, single) = match self {
+            Config::File(path) => (
+                path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                Some(path),
+            ),
+            Config::Directory(path) => (path, None),
+        };
+        let rescan = cx.sync.interval;
+        let cancel = cx.cancel.clone();
+        let mut source = ReportFiles {
+            single,
+            directory,
+            cx,
+            seen: BTreeMap::new(),
+            missing_reported: false,
+        };
+        source.cx.send(Event::Connected).await;
+
+        let (wake_tx, mut wake) = mpsc::channel::<()>(1);
+        let mut watcher: Option<Debouncer<_, RecommendedCache>> = None;
+        let mut tick = tokio::time::interval(rescan);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+                Some(()) = wake.recv() => {}
+            }
+            // (Re)watch the directory: it may have been created or replaced since.
+            if watcher.is_none() {
+                watcher = watch(&source.directory, wake_tx.clone());
+            }
+            if !source.directory.is_dir() {
+                watcher = None;
+            }
+            source.scan().await;
         }
-        // (Re)watch the directory: it may have been created or replaced since.
-        if watcher.is_none() {
-            watcher = watch(&source.directory, wake_tx.clone());
-        }
-        if !source.directory.is_dir() {
-            watcher = None;
-        }
-        source.scan().await;
     }
 }
 
@@ -100,18 +115,15 @@ fn watch(
     Some(debouncer)
 }
 
-struct ReportFiles<'a> {
-    name: &'a str,
+struct ReportFiles {
     single: Option<PathBuf>,
     directory: PathBuf,
-    outbox: Outbox,
-    telemetry: &'a Telemetry,
+    cx: SourceContext,
     seen: BTreeMap<PathBuf, Seen>,
-    log: ErrorLog,
     missing_reported: bool,
 }
 
-impl ReportFiles<'_> {
+impl ReportFiles {
     async fn scan(&mut self) {
         let files = match &self.single {
             Some(file) => vec![file.clone()],
@@ -126,7 +138,7 @@ impl ReportFiles<'_> {
             .collect();
         for path in gone {
             if let Some(seen) = self.seen.remove(&path) {
-                self.outbox.send(Event::Forget(seen.server_id)).await;
+                self.cx.send(Event::Forget(seen.server_id)).await;
             }
         }
         for path in files {
@@ -139,7 +151,7 @@ impl ReportFiles<'_> {
             Ok(metadata) => metadata,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(seen) = self.seen.remove(path) {
-                    self.outbox.send(Event::Forget(seen.server_id)).await;
+                    self.cx.send(Event::Forget(seen.server_id)).await;
                 }
                 if self.single.is_some() && !self.missing_reported {
                     self.missing_reported = true;
@@ -148,7 +160,6 @@ impl ReportFiles<'_> {
                         Reason::Missing,
                         "the report file does not exist".into(),
                     );
-                    self.outbox.send(Event::Down(Reason::Missing)).await;
                 }
                 return;
             }
@@ -180,7 +191,7 @@ impl ReportFiles<'_> {
                 return;
             }
         };
-        match report::parse_report(&body, SystemTime::now(), modified) {
+        match format::parse_report(&body, SystemTime::now(), modified) {
             Ok(mut report) => {
                 if self.single.is_none() && report.server_id.is_none() {
                     // In a directory, a report without a server id is named by its file.
@@ -194,11 +205,12 @@ impl ReportFiles<'_> {
                         server_id: report.server_id.clone(),
                     },
                 );
-                if self.missing_reported || self.log.recovered() {
-                    tracing::info!(source = self.name, file = %path.display(), "reading reports again");
+                let recovered = self.cx.recovered();
+                if recovered || self.missing_reported {
+                    tracing::info!(source = self.cx.name.as_str(), file = %path.display(), "reading reports again");
                 }
                 self.missing_reported = false;
-                self.outbox.send(Event::Report(report)).await;
+                self.cx.send(Event::Counts(report)).await;
             }
             Err(error) => {
                 // Remember this version so a half-written file is not re-reported until it
@@ -217,21 +229,10 @@ impl ReportFiles<'_> {
         }
     }
 
-    /// Counts the failure and logs it, rate-limited.
+    /// Counts the failure and logs it, rate-limited; the last good report stays.
     fn fail(&mut self, path: &Path, reason: Reason, detail: String) {
-        self.telemetry.source_error(self.name, reason);
-        let file = path.display();
-        match self.log.failure(reason, Instant::now()) {
-            Verdict::First => {
-                tracing::warn!(source = self.name, %reason, %file, "report file: {detail}; keeping the last good report")
-            }
-            Verdict::Reminder { suppressed } => {
-                tracing::warn!(source = self.name, %reason, %file, repeated = suppressed, "report file still failing: {detail}")
-            }
-            Verdict::Quiet => {
-                tracing::debug!(source = self.name, %reason, %file, "report file: {detail}")
-            }
-        }
+        let error = format!("report file: {detail}; keeping the last good report");
+        self.cx.refused(reason, &path.display().to_string(), &error);
     }
 }
 

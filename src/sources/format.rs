@@ -1,4 +1,5 @@
-//! The report and events formats that apps write to files or push (see
+//! The wire formats apps write to files or push: a report (one server's full counts)
+//! and a batch of connection events (see
 //! `schemas/report.schema.json` and `schemas/events.schema.json`).
 //!
 //! ```json
@@ -12,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use super::{Delta, Reason, ServerReport};
+use crate::update::{Delta, Reason, ServerCounts};
 
 /// Events in one batch, at most.
 pub const MAX_EVENTS: usize = 10_000;
@@ -93,7 +94,7 @@ pub fn parse_report(
     body: &[u8],
     now: SystemTime,
     modified: Option<SystemTime>,
-) -> Result<ServerReport, FormatError> {
+) -> Result<ServerCounts, FormatError> {
     let report: ReportJson = parse(body)?;
     if let Some(version) = report.version.filter(|v| *v != 1) {
         return Err(FormatError::Shape(format!(
@@ -111,7 +112,7 @@ pub fn parse_report(
         })?),
         None => modified,
     };
-    Ok(ServerReport {
+    Ok(ServerCounts {
         server_id: report.server_id,
         clients: report.clients,
         namespaces: report.namespaces.into_iter().collect(),

@@ -1,25 +1,28 @@
 //! Source `http_json`: polls a JSON endpoint of the app (its own admin or monitoring
 //! endpoint) and maps the JSON to per-namespace counts with JSON pointers, no code needed.
 
+mod config;
+
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::time::{Instant, sleep};
-use tokio_util::sync::CancellationToken;
 
-use super::{Event, Outbox, Reason, ServerReport};
+use self::config::RawConfig;
+pub use self::config::{Config, HttpAuth, JsonMapping};
+use super::context::{SourceContext, SourceType};
 use crate::backoff::Backoff;
-use crate::config::{HttpAuth, HttpJsonConfig, JsonMapping};
-use crate::telemetry::{ErrorLog, Telemetry, Verdict};
+use crate::config::problems::At;
+use crate::config::secret::SecretError;
+use crate::config::sync::SyncConfig;
+use crate::update::{Event, Reason, ServerCounts};
 
-const REMIND_EVERY: Duration = Duration::from_secs(300);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Why one poll failed.
 #[derive(Debug, thiserror::Error)]
 enum PollError {
     #[error("cannot read the credentials: {0}")]
-    Secret(#[from] crate::config::SecretError),
+    Secret(#[from] SecretError),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("request failed: {0}")]
@@ -48,8 +51,65 @@ impl PollError {
     }
 }
 
+impl SourceType for Config {
+    const TYPE: &'static str = "http_json";
+    const REASONS: &'static [Reason] = &[
+        Reason::Connect,
+        Reason::Timeout,
+        Reason::HttpStatus,
+        Reason::TooLarge,
+        Reason::InvalidJson,
+        Reason::InvalidReport,
+        Reason::Config,
+        Reason::StatsTimeout,
+        Reason::ServerIdNotSeen,
+    ];
+    type Raw = RawConfig;
+
+    fn validate(raw: RawConfig, _: &SyncConfig, at: &mut At<'_>) -> Config {
+        Config::from_raw(raw, at)
+    }
+
+    fn describe(&self, out: &mut String) {
+        self.summary(out);
+    }
+
+    async fn run(self, mut cx: SourceContext) {
+        let url = self.url.to_string();
+        let client = match client(&self) {
+            Ok(client) => client,
+            Err(e) => {
+                let error = format!("cannot build the HTTP client: {e:#}");
+                cx.failed(Reason::Config, &url, &error, None).await;
+                return;
+            }
+        };
+        let mut backoff = Backoff::new(self.interval, BACKOFF_MAX.max(self.interval));
+        loop {
+            let delay = match poll(&client, &self).await {
+                Ok(counts) => {
+                    if cx.recovered() {
+                        tracing::info!(source = cx.name.as_str(), url, "polling succeeds again");
+                    }
+                    cx.send(Event::Counts(counts)).await;
+                    backoff.reset();
+                    self.interval
+                }
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    cx.failed(error.reason(), &url, &error, Some(delay)).await;
+                    delay
+                }
+            };
+            if !cx.sleep(delay).await {
+                return;
+            }
+        }
+    }
+}
+
 /// Builds the HTTP client: rustls, the configured CA added to the system roots.
-pub fn client(config: &HttpJsonConfig) -> anyhow::Result<reqwest::Client> {
+pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .timeout(config.timeout)
         .user_agent(concat!("socketio-exporter/", env!("CARGO_PKG_VERSION")))
@@ -66,63 +126,7 @@ pub fn client(config: &HttpJsonConfig) -> anyhow::Result<reqwest::Client> {
     Ok(builder.build()?)
 }
 
-pub async fn run(
-    name: &str,
-    config: HttpJsonConfig,
-    outbox: Outbox,
-    telemetry: &Telemetry,
-    cancel: CancellationToken,
-) {
-    let client = match client(&config) {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::error!(source = name, "cannot build the HTTP client: {e:#}");
-            telemetry.source_error(name, Reason::Config);
-            outbox.send(Event::Down(Reason::Config)).await;
-            return;
-        }
-    };
-    let mut backoff = Backoff::new(config.interval, BACKOFF_MAX.max(config.interval));
-    let mut log = ErrorLog::new(REMIND_EVERY);
-    loop {
-        let delay = match poll(&client, &config).await {
-            Ok(report) => {
-                if log.recovered() {
-                    tracing::info!(source = name, url = %config.url, "polling succeeds again");
-                }
-                outbox.send(Event::Report(report)).await;
-                backoff.reset();
-                config.interval
-            }
-            Err(error) => {
-                let reason = error.reason();
-                telemetry.source_error(name, reason);
-                outbox.send(Event::Down(reason)).await;
-                let delay = backoff.next_delay();
-                let url = config.url.as_str();
-                match log.failure(reason, Instant::now()) {
-                    Verdict::First => {
-                        tracing::warn!(source = name, %reason, url, retry_in = ?delay, "{error}")
-                    }
-                    Verdict::Reminder { suppressed } => {
-                        tracing::warn!(source = name, %reason, url, retry_in = ?delay, repeated = suppressed, "still failing: {error}")
-                    }
-                    Verdict::Quiet => tracing::debug!(source = name, %reason, url, "{error}"),
-                }
-                delay
-            }
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = sleep(delay) => {}
-        }
-    }
-}
-
-async fn poll(
-    client: &reqwest::Client,
-    config: &HttpJsonConfig,
-) -> Result<ServerReport, PollError> {
+async fn poll(client: &reqwest::Client, config: &Config) -> Result<ServerCounts, PollError> {
     let mut request = client.get(config.url.clone());
     for (name, value) in &config.headers {
         request = request.header(name, value);
@@ -159,7 +163,7 @@ async fn poll(
 }
 
 /// Maps the endpoint's JSON to a report with the configured pointers.
-pub fn map(json: &Value, mapping: &JsonMapping) -> Result<ServerReport, String> {
+pub fn map(json: &Value, mapping: &JsonMapping) -> Result<ServerCounts, String> {
     let pointer = &mapping.namespaces_pointer;
     let found = json
         .pointer(pointer)
@@ -220,7 +224,7 @@ pub fn map(json: &Value, mapping: &JsonMapping) -> Result<ServerReport, String> 
         ),
         None => None,
     };
-    Ok(ServerReport {
+    Ok(ServerCounts {
         server_id,
         clients,
         namespaces,

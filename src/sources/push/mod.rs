@@ -4,6 +4,8 @@
 //! Bad input always gets a 4xx with a JSON `{"error": "..."}` naming the problem, never a
 //! 5xx, and is counted under its reason.
 
+mod config;
+
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -13,10 +15,42 @@ use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 
-use super::report::{self, FormatError};
-use super::{Event, Outbox, Reason};
-use crate::config::PushConfig;
+pub use self::config::Config;
+use self::config::RawConfig;
+use super::context::{Outbox, SourceContext, SourceType};
+use super::format::{self, FormatError};
+use crate::config::problems::At;
+use crate::config::sync::SyncConfig;
 use crate::telemetry::Telemetry;
+use crate::update::{Event, Reason};
+
+impl SourceType for Config {
+    const TYPE: &'static str = "push";
+    const REASONS: &'static [Reason] = &[
+        Reason::Unauthorized,
+        Reason::TooLarge,
+        Reason::InvalidJson,
+        Reason::InvalidReport,
+        Reason::NoReport,
+        Reason::StatsTimeout,
+        Reason::ServerIdNotSeen,
+    ];
+    type Raw = RawConfig;
+
+    fn validate(raw: RawConfig, _: &SyncConfig, at: &mut At<'_>) -> Config {
+        Config::from_raw(raw, at)
+    }
+
+    fn describe(&self, out: &mut String) {
+        self.summary(out);
+    }
+
+    /// Pushes arrive through the HTTP server ([`PushEndpoint`]); the source itself only
+    /// says that it listens.
+    async fn run(self, cx: SourceContext) {
+        cx.send(Event::Connected).await;
+    }
+}
 
 /// What a push carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +62,7 @@ pub enum Kind {
 /// The push source as the HTTP server sees it.
 pub struct PushEndpoint {
     pub name: String,
-    pub config: PushConfig,
+    pub config: Config,
     pub outbox: Outbox,
     pub telemetry: Arc<Telemetry>,
 }
@@ -134,12 +168,12 @@ impl PushEndpoint {
         match kind {
             Kind::Report => {
                 let report =
-                    report::parse_report(&body, SystemTime::now(), None).map_err(rejected)?;
-                self.outbox.send(Event::Report(report)).await;
+                    format::parse_report(&body, SystemTime::now(), None).map_err(rejected)?;
+                self.outbox.send(Event::Counts(report)).await;
                 Ok(1)
             }
             Kind::Events => {
-                let deltas = report::parse_events(&body).map_err(rejected)?;
+                let deltas = format::parse_events(&body).map_err(rejected)?;
                 let accepted = deltas.len();
                 self.outbox.send(Event::Deltas(deltas)).await;
                 Ok(accepted)

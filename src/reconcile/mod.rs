@@ -1,0 +1,354 @@
+//! The reconcile step: what the sources hold → one immutable [`Snapshot`].
+//!
+//! Rules:
+//! - A source that is down contributes nothing, and its status says why. Unknown is not zero.
+//! - A server report older than `stale_after` contributes nothing; an older report never
+//!   replaces a newer one.
+//! - Local scope keeps only this exporter's own server (and its `#pid` workers); cluster scope
+//!   keeps every server and labels it.
+//! - Each server id is counted once: when two sources report the same server, the source
+//!   listed first in the config wins.
+//! - A namespace missing from a server's latest report is not exported for that server.
+//! - Connection events move the counts of the report they apply to at once; the next full
+//!   report of that server is authoritative, and where it disagrees with the moved counts
+//!   the difference is a correction, counted and exported as drift.
+
+mod health;
+mod sync_loop;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+pub use self::sync_loop::{SyncLoop, run};
+use crate::namespaces::NamespaceRules;
+use crate::snapshot::{Clients, Connections, Drift, Health, Snapshot, SourceStatus};
+use crate::sources::{Scope, SourceConfig};
+use crate::update::{Delta, Event, Reason, ServerCounts};
+
+/// Servers kept per source; counts from further server ids are ignored.
+const MAX_SERVERS: usize = 1024;
+
+/// What the loop keeps of one source between ticks.
+#[derive(Debug, Clone)]
+pub struct SourceInput {
+    pub name: String,
+    pub scope: Scope,
+    /// The server that reports without a server id belong to.
+    pub own_server_id: String,
+    pub rules: NamespaceRules,
+    pub link: Link,
+    /// Latest report per server id.
+    pub servers: BTreeMap<String, Received>,
+    /// When the newest in-scope report arrived.
+    pub last_success: Option<SystemTime>,
+    /// Per namespace, the drift the last comparison of events against a full report found.
+    pub drift: BTreeMap<String, u64>,
+    /// Full reports that corrected event-moved counts, since start.
+    pub corrections: u64,
+    /// When connection events from this source last moved a current report (of any
+    /// source): an events-only push source is up while they flow.
+    pub last_events: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Not connected yet since start.
+    Starting,
+    Connected {
+        since: Instant,
+    },
+    Down(Reason),
+}
+
+/// One server's current counts.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// When the counts were true (arrival minus the report's age).
+    pub at: Instant,
+    pub clients: Option<u64>,
+    pub namespaces: BTreeMap<String, u64>,
+    /// Namespace values summed into the overflow value by the cap.
+    pub folded: usize,
+    /// Connection events moved the counts since the report.
+    pub adjusted: bool,
+}
+
+/// What applying an event did, for the loop's counters.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// A full report disagreed with event-moved counts.
+    pub corrected: bool,
+    /// Connection events applied to a current report.
+    pub events: usize,
+    /// Connection events for servers without a current report, dropped.
+    pub dropped: usize,
+}
+
+impl SourceInput {
+    pub fn new(config: &SourceConfig) -> SourceInput {
+        SourceInput {
+            name: config.name.clone(),
+            scope: config.scope.clone(),
+            own_server_id: config.own_server_id.clone(),
+            rules: config.namespaces.clone(),
+            link: Link::Starting,
+            servers: BTreeMap::new(),
+            last_success: None,
+            drift: BTreeMap::new(),
+            corrections: 0,
+            last_events: None,
+        }
+    }
+
+    fn server_id(&self, id: Option<String>) -> String {
+        id.unwrap_or_else(|| self.own_server_id.clone())
+    }
+
+    /// Takes a server's full counts; returns whether they corrected event-moved counts.
+    fn take_counts(&mut self, report: ServerCounts, now: Instant, wall: SystemTime) -> bool {
+        if !matches!(self.link, Link::Connected { .. }) {
+            self.link = Link::Connected { since: now };
+        }
+        let id = self.server_id(report.server_id);
+        let at = now.checked_sub(report.age).unwrap_or(now);
+        let previous = self.servers.get(&id);
+        if previous.is_some_and(|p| p.at > at)
+            || (previous.is_none() && self.servers.len() >= MAX_SERVERS)
+        {
+            return false;
+        }
+        let folded = self.rules.fold(report.namespaces);
+        let mut corrected = false;
+        if let Some(previous) = previous.filter(|p| p.adjusted) {
+            let names: HashSet<&String> = previous
+                .namespaces
+                .keys()
+                .chain(folded.namespaces.keys())
+                .collect();
+            for name in names {
+                let moved = previous.namespaces.get(name).copied().unwrap_or(0);
+                let truth = folded.namespaces.get(name).copied().unwrap_or(0);
+                let drift = moved.abs_diff(truth);
+                corrected |= drift > 0;
+                if self.drift.contains_key(name) || self.drift.len() < self.rules.max {
+                    self.drift.insert(name.clone(), drift);
+                }
+            }
+        }
+        if corrected {
+            self.corrections += 1;
+        }
+        if self.scope.includes(&id) {
+            self.last_success = Some(wall);
+        }
+        self.servers.insert(
+            id,
+            Received {
+                at,
+                clients: report.clients,
+                namespaces: folded.namespaces,
+                folded: folded.folded,
+                adjusted: false,
+            },
+        );
+        corrected
+    }
+
+    /// Forgets reports that can no longer count, so memory follows the live servers, and
+    /// drift of namespaces no report holds any more.
+    pub fn prune(&mut self, now: Instant, stale_after: Duration) {
+        self.servers
+            .retain(|_, r| now.saturating_duration_since(r.at) <= stale_after);
+        let servers = &self.servers;
+        self.drift
+            .retain(|name, _| servers.values().any(|r| r.namespaces.contains_key(name)));
+    }
+
+    fn fresh(
+        &self,
+        now: Instant,
+        stale_after: Duration,
+    ) -> impl Iterator<Item = (&String, &Received)> {
+        self.servers
+            .iter()
+            .filter(move |(_, r)| now.saturating_duration_since(r.at) <= stale_after)
+    }
+}
+
+/// All sources' inputs, and the events that cross sources.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub sources: Vec<SourceInput>,
+    pub stale_after: Duration,
+}
+
+impl Inputs {
+    /// Applies one event from source `index`, received at `now` (`wall` for timestamps).
+    pub fn apply(&mut self, index: usize, event: Event, now: Instant, wall: SystemTime) -> Applied {
+        let Some(source) = self.sources.get_mut(index) else {
+            return Applied::default();
+        };
+        match event {
+            Event::Connected => source.link = Link::Connected { since: now },
+            Event::Down(reason) => {
+                source.link = Link::Down(reason);
+                source.servers.clear();
+            }
+            Event::Forget(id) => {
+                let id = source.server_id(id);
+                source.servers.remove(&id);
+            }
+            Event::Counts(counts) => {
+                return Applied {
+                    corrected: source.take_counts(counts, now, wall),
+                    ..Applied::default()
+                };
+            }
+            Event::Deltas(deltas) => return self.deltas(index, deltas, now),
+        }
+        Applied::default()
+    }
+
+    /// Moves the counts of the report each event's server has, in the first source (in
+    /// config order) with a current report of that server. Events alone never create a
+    /// count: without a report the starting point is unknown.
+    fn deltas(&mut self, index: usize, deltas: Vec<Delta>, now: Instant) -> Applied {
+        let mut applied = Applied::default();
+        let stale_after = self.stale_after;
+        for delta in deltas {
+            let id = self.sources[index].server_id(delta.server_id);
+            let target = self.sources.iter_mut().find_map(|source| {
+                let rules = &source.rules;
+                source
+                    .servers
+                    .get_mut(&id)
+                    .filter(|r| now.saturating_duration_since(r.at) <= stale_after)
+                    .map(|received| (rules, received))
+            });
+            let Some((rules, received)) = target else {
+                applied.dropped += 1;
+                continue;
+            };
+            let key = rules.event_key(&received.namespaces, &delta.namespace);
+            let count = received.namespaces.entry(key).or_default();
+            *count = count.saturating_add_signed(delta.change);
+            received.adjusted = true;
+            applied.events += 1;
+        }
+        if applied.events > 0 {
+            self.sources[index].last_events = Some(now);
+        }
+        applied
+    }
+}
+
+/// The pure reconcile step.
+pub fn reconcile(environment: &str, inputs: &Inputs, now: Instant) -> Snapshot {
+    let stale_after = inputs.stale_after;
+    let mut totals = Totals::default();
+    let mut statuses = Vec::with_capacity(inputs.sources.len());
+    let mut drift = Vec::new();
+    for source in &inputs.sources {
+        let mut folded = 0;
+        let health = match source.link {
+            Link::Starting => Health::Pending,
+            Link::Down(reason) => Health::Down(reason),
+            Link::Connected { since } => match totals.add(source, now, stale_after) {
+                Some(source_folded) => {
+                    folded = source_folded;
+                    Health::Up
+                }
+                None => health::without_counts(source, since, now, stale_after),
+            },
+        };
+        drift.extend(source.drift.iter().map(|(namespace, value)| Drift {
+            source: source.name.clone(),
+            namespace: namespace.clone(),
+            value: *value,
+        }));
+        statuses.push(SourceStatus {
+            name: source.name.clone(),
+            health,
+            last_success: source.last_success,
+            folded,
+            namespace_limit: source.rules.max,
+            corrections: source.corrections,
+        });
+    }
+    Snapshot {
+        environment: environment.to_owned(),
+        connections: totals.connections(),
+        clients: totals.clients(),
+        sources: statuses,
+        drift,
+    }
+}
+
+/// The exported counts, summed over the sources' fresh in-scope servers, each server once.
+#[derive(Default)]
+struct Totals<'a> {
+    counted: HashSet<&'a str>,
+    connections: BTreeMap<(&'a str, Option<&'a str>), u64>,
+    clients: BTreeMap<Option<&'a str>, u64>,
+}
+
+impl<'a> Totals<'a> {
+    /// Adds the fresh servers of `source` in its scope that no earlier source counted.
+    /// Returns the number of folded namespace values, or `None` when the source has no
+    /// fresh counts in its scope.
+    fn add(
+        &mut self,
+        source: &'a SourceInput,
+        now: Instant,
+        stale_after: Duration,
+    ) -> Option<usize> {
+        let mut own = source
+            .fresh(now, stale_after)
+            .filter(|(id, _)| source.scope.includes(id))
+            .peekable();
+        own.peek()?;
+        let mut folded = 0;
+        for (id, received) in own {
+            if !self.counted.insert(id.as_str()) {
+                continue;
+            }
+            let label = match source.scope {
+                Scope::Cluster => Some(id.as_str()),
+                Scope::Local { .. } => None,
+            };
+            for (namespace, sockets) in &received.namespaces {
+                *self.connections.entry((namespace, label)).or_default() += sockets;
+            }
+            if let Some(n) = received.clients {
+                *self.clients.entry(label).or_default() += n;
+            }
+            folded += received.folded;
+        }
+        Some(folded)
+    }
+
+    fn connections(&self) -> Vec<Connections> {
+        self.connections
+            .iter()
+            .map(|(&(namespace, server), &sockets)| Connections {
+                namespace: namespace.to_owned(),
+                server: server.map(str::to_owned),
+                sockets,
+            })
+            .collect()
+    }
+
+    fn clients(&self) -> Vec<Clients> {
+        self.clients
+            .iter()
+            .map(|(&server, &clients)| Clients {
+                server: server.map(str::to_owned),
+                clients,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,125 @@
+//! What travels from the sources to the sync loop: [`Update`]s carrying an [`Event`].
+//!
+//! This module is the contract between the two sides and imports nothing from either, so
+//! dependencies run one way: sources → update ← reconcile.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What a source tells the sync loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    /// Index of the source in the configuration.
+    pub source: usize,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The source reached the app (or started listening) and is waiting for counts.
+    Connected,
+    /// A full count of one server; replaces that server's previous counts.
+    Counts(ServerCounts),
+    /// Connection events: they move the counts of a server until its next full count,
+    /// which is authoritative.
+    Deltas(Vec<Delta>),
+    /// A server's counts were withdrawn (its report file was deleted).
+    Forget(Option<String>),
+    /// The source lost the app: everything it reported is unknown now.
+    Down(Reason),
+}
+
+/// One server's counts, as the app reported them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCounts {
+    /// `None`: the server this exporter runs beside (the source's own server id).
+    pub server_id: Option<String>,
+    /// Engine.IO connections, when the app reports them.
+    pub clients: Option<u64>,
+    /// Sockets per namespace.
+    pub namespaces: Vec<(String, u64)>,
+    /// How old the counts already were when the source got them.
+    pub age: Duration,
+}
+
+/// One namespace socket connected (`+1`) or disconnected (`-1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    pub server_id: Option<String>,
+    pub namespace: String,
+    pub change: i64,
+}
+
+/// Why a source is down or an attempt failed. A closed set: these are the values of the
+/// `reason` label on `socketio_exporter_source_errors_total`. Each source type lists the
+/// ones it can raise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// The TCP or WebSocket connection could not be opened.
+    Connect,
+    /// The server did not complete the Engine.IO/Socket.IO handshake in time.
+    Handshake,
+    /// The admin namespace refused the credentials.
+    Auth,
+    /// The admin namespace refused the connection for another reason (e.g. no such namespace).
+    Namespace,
+    /// A secret (password file or variable) could not be read.
+    Config,
+    /// No ping from the server within pingInterval + pingTimeout.
+    PingTimeout,
+    /// The server closed the connection.
+    Closed,
+    /// The server sent something that is not the protocol.
+    Protocol,
+    /// Connected, but no counts arrived within `stale_after_secs`.
+    StatsTimeout,
+    /// Local scope: counts arrive, but none carries this exporter's server id.
+    ServerIdNotSeen,
+    /// No answer within the timeout.
+    Timeout,
+    /// The endpoint answered with an HTTP error status.
+    HttpStatus,
+    /// A body larger than `max_body_bytes`.
+    TooLarge,
+    /// The body is not JSON.
+    InvalidJson,
+    /// JSON, but not the expected shape (a missing pointer, a negative count...).
+    InvalidReport,
+    /// The report file does not exist.
+    Missing,
+    /// A push without the right bearer token.
+    Unauthorized,
+    /// Connection events for a server that has no current full count.
+    NoReport,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Connect => "connect",
+            Reason::Handshake => "handshake",
+            Reason::Auth => "auth",
+            Reason::Namespace => "namespace",
+            Reason::Config => "config",
+            Reason::PingTimeout => "ping_timeout",
+            Reason::Closed => "closed",
+            Reason::Protocol => "protocol",
+            Reason::StatsTimeout => "stats_timeout",
+            Reason::ServerIdNotSeen => "server_id_not_seen",
+            Reason::Timeout => "timeout",
+            Reason::HttpStatus => "http_status",
+            Reason::TooLarge => "too_large",
+            Reason::InvalidJson => "invalid_json",
+            Reason::InvalidReport => "invalid_report",
+            Reason::Missing => "missing",
+            Reason::Unauthorized => "unauthorized",
+            Reason::NoReport => "no_report",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
