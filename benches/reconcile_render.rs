@@ -8,11 +8,9 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use socketio_exporter::namespaces::NamespaceRules;
-use socketio_exporter::reconcile::{Inputs, Link, SourceInput, reconcile};
-use socketio_exporter::sinks::prometheus::render_snapshot;
-use socketio_exporter::sources::Scope;
-use socketio_exporter::update::{Event, ServerCounts};
+use socketio_exporter::bench::{
+    Event, Inputs, NamespaceRules, Scope, ServerCounts, SourceInput, reconcile, render_snapshot,
+};
 use tokio::time::Instant;
 
 const SIZES: [usize; 3] = [10, 1_000, 100_000];
@@ -31,23 +29,17 @@ fn report(namespaces: usize) -> Event {
 /// One connected local-scope source with nothing in it yet.
 fn empty() -> Inputs {
     Inputs {
-        sources: vec![SourceInput {
-            name: "socketio_admin".into(),
-            scope: Scope::Local {
+        sources: vec![SourceInput::empty(
+            "socketio_admin".into(),
+            Scope::Local {
                 server_id: "pod-a".into(),
             },
-            own_server_id: "pod-a".into(),
-            rules: NamespaceRules {
+            "pod-a".into(),
+            NamespaceRules {
                 groups: Vec::new(),
                 max: 100_000,
             },
-            link: Link::Starting,
-            servers: Default::default(),
-            last_success: None,
-            drift: Default::default(),
-            corrections: 0,
-            last_events: None,
-        }],
+        )],
         stale_after: Duration::from_secs(10),
     }
 }

@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     initial: Duration,
     max: Duration,
     attempt: u32,
 }
 
 impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Backoff {
         Backoff {
             initial,
             max,
@@ -21,14 +21,14 @@ impl Backoff {
     /// The delay before the next attempt: `initial · 2^attempt` capped at `max`, then
     /// scaled by a random factor in [0.5, 1.0) so that many sidecars restarted together
     /// do not reconnect in step.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let delay = self.delay_with(fastrand::f64());
         self.attempt = self.attempt.saturating_add(1);
         delay
     }
 
     /// After a success the next failure starts from `initial` again.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 

@@ -1,22 +1,37 @@
 //! socketio-exporter: reads a Socket.IO app's real per-namespace connection counts and
 //! exports them as `websocket_connections{environment,namespace}`.
 //!
-//! Data flows `sources → reconcile → snapshot → sinks`: sources send [`update::Update`]s
-//! to the sync loop, which publishes an immutable [`snapshot::Snapshot`] that the sinks
-//! render.
+//! Data flows `sources → reconcile → snapshot → sinks`: sources send `update::Update`s to
+//! the sync loop, which publishes an immutable `snapshot::Snapshot` that the sinks render.
+//! The binary needs [`run`], [`Cli`] and [`Config`]; the benchmarks reach the pure core
+//! through [`bench`]. Everything else is private to the crate.
 
-pub mod app;
-pub mod backoff;
-pub mod cli;
-pub mod config;
-pub mod log_limit;
-pub mod metrics;
-pub mod namespaces;
-pub mod readiness;
-pub mod reconcile;
-pub mod server;
-pub mod sinks;
-pub mod snapshot;
-pub mod sources;
-pub mod telemetry;
-pub mod update;
+mod app;
+mod backoff;
+mod cli;
+mod config;
+mod log_limit;
+mod metrics;
+mod namespaces;
+mod readiness;
+mod reconcile;
+mod server;
+mod sinks;
+mod snapshot;
+mod sources;
+mod telemetry;
+mod update;
+
+pub use app::run;
+pub use cli::{Cli, LogFormat};
+pub use config::Config;
+
+/// The pure core, for the benchmarks: take counts in, reconcile, render.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::namespaces::NamespaceRules;
+    pub use crate::reconcile::{Inputs, SourceInput, reconcile};
+    pub use crate::sinks::prometheus::render_snapshot;
+    pub use crate::sources::Scope;
+    pub use crate::update::{Event, ServerCounts};
+}

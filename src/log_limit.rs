@@ -7,12 +7,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How often a failure that keeps repeating is logged again.
-pub const REMIND_EVERY: Duration = Duration::from_secs(300);
+pub(crate) const REMIND_EVERY: Duration = Duration::from_secs(300);
 
 /// Decides which of a stream of repeated failures are worth a log line: the first of each
 /// kind `K`, then one reminder per `every`.
 #[derive(Debug)]
-pub struct ErrorLog<K> {
+pub(crate) struct ErrorLog<K> {
     every: Duration,
     last: Option<(K, Instant)>,
     suppressed: u64,
@@ -20,7 +20,7 @@ pub struct ErrorLog<K> {
 
 /// What to log for a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// A new kind of failure: log it in full.
     First,
     /// Still failing the same way: log a reminder with how many were not logged.
@@ -36,7 +36,7 @@ impl<K: Copy + PartialEq> Default for ErrorLog<K> {
 }
 
 impl<K: Copy + PartialEq> ErrorLog<K> {
-    pub fn new(every: Duration) -> ErrorLog<K> {
+    pub(crate) fn new(every: Duration) -> ErrorLog<K> {
         ErrorLog {
             every,
             last: None,
@@ -44,7 +44,7 @@ impl<K: Copy + PartialEq> ErrorLog<K> {
         }
     }
 
-    pub fn failure(&mut self, kind: K, now: Instant) -> Verdict {
+    pub(crate) fn failure(&mut self, kind: K, now: Instant) -> Verdict {
         match self.last {
             Some((last, at)) if last == kind => {
                 if now.saturating_duration_since(at) >= self.every {
@@ -65,7 +65,7 @@ impl<K: Copy + PartialEq> ErrorLog<K> {
     }
 
     /// Success: the next failure is news again. Returns whether a failure was being reported.
-    pub fn recovered(&mut self) -> bool {
+    pub(crate) fn recovered(&mut self) -> bool {
         self.suppressed = 0;
         self.last.take().is_some()
     }
@@ -73,7 +73,7 @@ impl<K: Copy + PartialEq> ErrorLog<K> {
 
 /// The fields of a failure's log line.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     /// The source that failed, if a source did.
     pub source: Option<&'a str>,
     /// Its bounded reason.
@@ -87,7 +87,7 @@ pub struct Fields<'a> {
 impl Verdict {
     /// Logs a failure as this verdict says: a warning the first time, a reminder with the
     /// count of lines left unsaid, or a debug line.
-    pub fn log(self, fields: Fields<'_>, message: &dyn fmt::Display) {
+    pub(crate) fn log(self, fields: Fields<'_>, message: &dyn fmt::Display) {
         let Fields {
             source,
             reason,

@@ -1,8 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use socketio_exporter::cli::{Cli, LogFormat};
-use socketio_exporter::config::Config;
+use socketio_exporter::{Cli, Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// Exit code for an invalid configuration (clap uses 2 for invalid flags as well).
@@ -47,7 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(socketio_exporter::app::run(config));
+    let result = runtime.block_on(socketio_exporter::run(config));
     // A final OTLP export still blocked on an unresponsive collector must not hold the
     // exit: run() already waited as long as the shutdown deadline allows.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

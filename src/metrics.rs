@@ -7,14 +7,14 @@
 
 /// The Prometheus metric type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Gauge,
     Counter,
     Histogram,
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
@@ -24,7 +24,7 @@ impl Kind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Metric {
+pub(crate) struct Metric {
     /// The Prometheus name.
     pub name: &'static str,
     /// The OTLP instrument name, for what is exported over OTLP.
@@ -35,7 +35,7 @@ pub struct Metric {
     pub help: &'static str,
 }
 
-pub const CONNECTIONS: Metric = Metric {
+pub(crate) const CONNECTIONS: Metric = Metric {
     name: "websocket_connections",
     otlp: Some("websocket.connections"),
     unit: Some("{connection}"),
@@ -44,7 +44,7 @@ pub const CONNECTIONS: Metric = Metric {
            Absent while the source is down or stale: absent means unknown, not zero.",
 };
 
-pub const CLIENTS: Metric = Metric {
+pub(crate) const CLIENTS: Metric = Metric {
     name: "websocket_clients",
     otlp: Some("websocket.clients"),
     unit: Some("{client}"),
@@ -54,7 +54,7 @@ pub const CLIENTS: Metric = Metric {
            sum of websocket_connections.",
 };
 
-pub const SOURCE_UP: Metric = Metric {
+pub(crate) const SOURCE_UP: Metric = Metric {
     name: "socketio_exporter_source_up",
     otlp: Some("socketio_exporter.source.up"),
     // No unit: the Prometheus translation would append `_ratio` for "1".
@@ -64,7 +64,7 @@ pub const SOURCE_UP: Metric = Metric {
            (unreachable, refused, stale, or not this server).",
 };
 
-pub const SOURCE_LAST_SUCCESS: Metric = Metric {
+pub(crate) const SOURCE_LAST_SUCCESS: Metric = Metric {
     name: "socketio_exporter_source_last_success_timestamp_seconds",
     otlp: Some("socketio_exporter.source.last_success_timestamp"),
     unit: Some("s"),
@@ -72,7 +72,7 @@ pub const SOURCE_LAST_SUCCESS: Metric = Metric {
     help: "Unix time of the newest report the source delivered for this exporter's scope.",
 };
 
-pub const RECONCILE_DRIFT: Metric = Metric {
+pub(crate) const RECONCILE_DRIFT: Metric = Metric {
     name: "socketio_exporter_reconcile_drift",
     otlp: None,
     unit: None,
@@ -81,7 +81,7 @@ pub const RECONCILE_DRIFT: Metric = Metric {
            full report, at the last comparison (0: they agreed).",
 };
 
-pub const RECONCILE_CORRECTIONS: Metric = Metric {
+pub(crate) const RECONCILE_CORRECTIONS: Metric = Metric {
     name: "socketio_exporter_reconcile_corrections_total",
     otlp: None,
     unit: None,
@@ -90,7 +90,7 @@ pub const RECONCILE_CORRECTIONS: Metric = Metric {
            corrected drifted event-driven counts.",
 };
 
-pub const NAMESPACES_FOLDED: Metric = Metric {
+pub(crate) const NAMESPACES_FOLDED: Metric = Metric {
     name: "socketio_exporter_namespaces_folded",
     otlp: None,
     unit: None,
@@ -99,7 +99,7 @@ pub const NAMESPACES_FOLDED: Metric = Metric {
            more than max_namespaces.",
 };
 
-pub const NAMESPACE_LIMIT: Metric = Metric {
+pub(crate) const NAMESPACE_LIMIT: Metric = Metric {
     name: "socketio_exporter_namespace_limit",
     otlp: None,
     unit: None,
@@ -107,7 +107,7 @@ pub const NAMESPACE_LIMIT: Metric = Metric {
     help: "The max_namespaces cap: namespace values per server before folding into __other__.",
 };
 
-pub const BUILD_INFO: Metric = Metric {
+pub(crate) const BUILD_INFO: Metric = Metric {
     name: "socketio_exporter_build_info",
     otlp: None,
     unit: None,
@@ -115,7 +115,7 @@ pub const BUILD_INFO: Metric = Metric {
     help: "Always 1; the labels say which build is running.",
 };
 
-pub const SOURCE_ERRORS: Metric = Metric {
+pub(crate) const SOURCE_ERRORS: Metric = Metric {
     name: "socketio_exporter_source_errors_total",
     otlp: None,
     unit: None,
@@ -123,7 +123,7 @@ pub const SOURCE_ERRORS: Metric = Metric {
     help: "Failed attempts to read a source, by source and bounded reason.",
 };
 
-pub const SYNC_DURATION: Metric = Metric {
+pub(crate) const SYNC_DURATION: Metric = Metric {
     name: "socketio_exporter_sync_duration_seconds",
     otlp: None,
     unit: None,
@@ -131,7 +131,7 @@ pub const SYNC_DURATION: Metric = Metric {
     help: "Time spent reconciling the sources into one snapshot, per sync tick.",
 };
 
-pub const OTLP_EXPORT_ERRORS: Metric = Metric {
+pub(crate) const OTLP_EXPORT_ERRORS: Metric = Metric {
     name: "socketio_exporter_otlp_export_errors_total",
     otlp: None,
     unit: None,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::config::problems::At;
 
 /// The namespace value that namespaces beyond `max_namespaces` are summed into.
-pub const OVERFLOW_NAMESPACE: &str = "__other__";
+pub(crate) const OVERFLOW_NAMESPACE: &str = "__other__";
 /// Namespace values per server unless `max_namespaces` says otherwise.
 const DEFAULT_MAX_NAMESPACES: i64 = 1000;
 /// The largest `max_namespaces` accepted: memory grows with it.

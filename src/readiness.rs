@@ -5,22 +5,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub(crate) struct Readiness(Arc<AtomicBool>);
 
 impl Readiness {
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 
     /// Ready until the guard is dropped, which happens however its holder ends, a panic
     /// included.
-    pub fn while_alive(&self) -> ReadyGuard {
+    pub(crate) fn while_alive(&self) -> ReadyGuard {
         self.0.store(true, Ordering::Relaxed);
         ReadyGuard(self.0.clone())
     }
 }
 
-pub struct ReadyGuard(Arc<AtomicBool>);
+pub(crate) struct ReadyGuard(Arc<AtomicBool>);
 
 impl Drop for ReadyGuard {
     fn drop(&mut self) {

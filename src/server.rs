@@ -29,7 +29,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the handlers read.
 #[derive(Clone)]
-pub struct State {
+pub(crate) struct State {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub telemetry: Arc<Telemetry>,
     /// Ready while the sync loop runs; never depends on the app.
@@ -40,7 +40,7 @@ pub struct State {
 
 /// Serves connections on `listener` until `cancel` fires, then lets open requests finish
 /// for at most `drain`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     state: State,
     cancel: CancellationToken,
@@ -159,7 +159,7 @@ const LANDING_PAGE: &str = "<!doctype html>
 ";
 
 /// Binds the listener; errors name the address.
-pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+pub(crate) async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))

@@ -6,10 +6,10 @@
 //! holds what is shared (listen, sync, otlp, problems, secrets); each source type's keys
 //! live with the source, in `sources/<type>/config.rs`.
 
-pub mod otlp;
-pub mod problems;
-pub mod secret;
-pub mod sync;
+pub(crate) mod otlp;
+pub(crate) mod problems;
+pub(crate) mod secret;
+pub(crate) mod sync;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -24,7 +24,7 @@ use crate::sources::{self, SourceConfig, SourceKind};
 
 /// The default listen address. 8797 lies outside the 9100–9999 range that Prometheus
 /// exporters have claimed, so it does not collide with node_exporter and friends in a pod.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:8797";
+pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:8797";
 
 /// The configuration file as written.
 #[derive(Debug, Deserialize)]

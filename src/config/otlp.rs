@@ -24,7 +24,7 @@ use super::problems::Problems;
 /// `[otlp]`: each key mirrors an `OTEL_*` environment variable, which takes precedence.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawOtlp {
+pub(crate) struct RawOtlp {
     /// Off with `false`; on when the section or an endpoint variable is there.
     enabled: Option<bool>,
     /// The collector; `http://localhost:4318` (or `:4317` for gRPC) by default.
@@ -158,7 +158,7 @@ const DEFAULT_INTERVAL_SECS: f64 = 60.0;
 const METRICS_PATH: &str = "v1/metrics";
 
 /// Reads one environment variable; empty counts as unset, as the specification says.
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The OTLP settings, or `None` when OTLP export is off: no `[otlp]` section and no
 /// endpoint variable, `enabled = false`, or `OTEL_SDK_DISABLED=true`.
@@ -357,25 +357,9 @@ fn headers(
 ) -> Vec<OtlpHeader> {
     let mut headers: BTreeMap<String, OtlpHeader> = BTreeMap::new();
     let mut add = |path: &str, name: &str, value: String, from: String, problems: &mut Problems| {
-        let Ok(header) = reqwest::header::HeaderName::from_bytes(name.as_bytes()) else {
-            problems.add(path, format!("{name:?} is not a valid HTTP header name"));
-            return;
-        };
-        if reqwest::header::HeaderValue::from_str(&value).is_err() {
-            problems.add(
-                path,
-                format!("the value of header {name:?} has characters a header cannot hold"),
-            );
-            return;
+        if let Some(header) = header(path, name, value, from, problems) {
+            headers.insert(header.name.clone(), header);
         }
-        headers.insert(
-            header.as_str().to_owned(),
-            OtlpHeader {
-                name: header.as_str().to_owned(),
-                value,
-                from,
-            },
-        );
     };
     for (name, value) in &raw.headers {
         add(
@@ -430,6 +414,32 @@ fn headers(
         }
     }
     headers.into_values().collect()
+}
+
+/// A header whose name and value HTTP can carry, named in lowercase.
+fn header(
+    path: &str,
+    name: &str,
+    value: String,
+    from: String,
+    problems: &mut Problems,
+) -> Option<OtlpHeader> {
+    let Ok(header) = reqwest::header::HeaderName::from_bytes(name.as_bytes()) else {
+        problems.add(path, format!("{name:?} is not a valid HTTP header name"));
+        return None;
+    };
+    if reqwest::header::HeaderValue::from_str(&value).is_err() {
+        problems.add(
+            path,
+            format!("the value of header {name:?} has characters a header cannot hold"),
+        );
+        return None;
+    }
+    Some(OtlpHeader {
+        name: header.as_str().to_owned(),
+        value,
+        from,
+    })
 }
 
 /// Defaults, then `[otlp] resource_attributes`, then `OTEL_RESOURCE_ATTRIBUTES`, then

@@ -92,7 +92,7 @@ impl fmt::Display for Credentials {
 
 /// The three keys a secret can be given with, as written: `<key>`, `<key>_env`, `<key>_file`.
 #[derive(Debug, Default)]
-pub struct RawSecret {
+pub(crate) struct RawSecret {
     pub inline: Option<String>,
     pub env: Option<String>,
     pub file: Option<PathBuf>,
@@ -101,7 +101,7 @@ pub struct RawSecret {
 impl RawSecret {
     /// At most one of `<key>`, `<key>_env`, `<key>_file`; the variable must be set and the
     /// file readable now, so that `--check-config` catches a missing secret before deploy.
-    pub fn validate(self, key: &str, at: &mut At<'_>) -> Option<Secret> {
+    pub(crate) fn validate(self, key: &str, at: &mut At<'_>) -> Option<Secret> {
         let given: Vec<Secret> = [
             self.inline.map(Secret::Inline),
             self.env.map(Secret::Env),
@@ -127,7 +127,7 @@ impl RawSecret {
 
 /// Basic auth from `username` and `password` / `password_env` / `password_file`: a
 /// username and a password come together or not at all.
-pub fn credentials(
+pub(crate) fn credentials(
     username: Option<String>,
     password: RawSecret,
     at: &mut At<'_>,

@@ -11,7 +11,7 @@ const DEFAULT_STALE_AFTER_SECS: f64 = 10.0;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSync {
+pub(crate) struct RawSync {
     /// Period of the sync loop.
     interval_secs: Option<f64>,
     /// Counts older than this no longer count.
@@ -27,7 +27,7 @@ pub struct SyncConfig {
 }
 
 impl RawSync {
-    pub fn validate(self, problems: &mut Problems) -> SyncConfig {
+    pub(crate) fn validate(self, problems: &mut Problems) -> SyncConfig {
         let interval = problems.seconds(
             "sync.interval_secs",
             self.interval_secs,

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-pub use self::sync_loop::{SyncLoop, run};
+pub(crate) use self::sync_loop::{SyncLoop, run};
 use crate::namespaces::NamespaceRules;
 use crate::snapshot::{Clients, Connections, Drift, Health, Snapshot, SourceStatus};
 use crate::sources::{Scope, SourceConfig};
@@ -90,11 +90,26 @@ pub struct Applied {
 
 impl SourceInput {
     pub fn new(config: &SourceConfig) -> SourceInput {
+        SourceInput::empty(
+            config.name.clone(),
+            config.scope.clone(),
+            config.own_server_id.clone(),
+            config.namespaces.clone(),
+        )
+    }
+
+    /// A source that has not connected yet.
+    pub fn empty(
+        name: String,
+        scope: Scope,
+        own_server_id: String,
+        rules: NamespaceRules,
+    ) -> SourceInput {
         SourceInput {
-            name: config.name.clone(),
-            scope: config.scope.clone(),
-            own_server_id: config.own_server_id.clone(),
-            rules: config.namespaces.clone(),
+            name,
+            scope,
+            own_server_id,
+            rules,
             link: Link::Starting,
             servers: BTreeMap::new(),
             last_success: None,

@@ -21,7 +21,7 @@ use crate::update::{Event, Reason, Update};
 const EVENT_PUBLISH_DELAY: Duration = Duration::from_millis(20);
 
 /// What the loop owns.
-pub struct SyncLoop {
+pub(crate) struct SyncLoop {
     /// Value of the `environment` label.
     pub environment: String,
     pub inputs: Inputs,
@@ -34,7 +34,7 @@ pub struct SyncLoop {
 }
 
 /// Runs the loop until `cancel` fires.
-pub async fn run(mut sync: SyncLoop, cancel: CancellationToken) {
+pub(crate) async fn run(mut sync: SyncLoop, cancel: CancellationToken) {
     let _ready = sync.ready.while_alive();
     let mut tick = tokio::time::interval(sync.sync.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -29,21 +29,11 @@ fn source(name: &str, scope: Scope) -> SourceInput {
         Scope::Local { server_id } => server_id.clone(),
         Scope::Cluster => "this-host".into(),
     };
-    SourceInput {
-        name: name.into(),
-        scope,
-        own_server_id,
-        rules: NamespaceRules {
-            groups: Vec::new(),
-            max: 1000,
-        },
-        link: Link::Starting,
-        servers: BTreeMap::new(),
-        last_success: None,
-        drift: BTreeMap::new(),
-        corrections: 0,
-        last_events: None,
-    }
+    let rules = NamespaceRules {
+        groups: Vec::new(),
+        max: 1000,
+    };
+    SourceInput::empty(name.into(), scope, own_server_id, rules)
 }
 
 fn inputs(sources: Vec<SourceInput>) -> Inputs {

@@ -1,4 +1,4 @@
 //! Sinks export the published [`crate::snapshot::Snapshot`]; none of them keeps its own copy.
 
-pub mod otlp;
-pub mod prometheus;
+pub(crate) mod otlp;
+pub(crate) mod prometheus;

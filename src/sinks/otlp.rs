@@ -47,7 +47,7 @@ const SCOPE: &str = "socketio-exporter";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(Debug, thiserror::Error)]
-pub enum OtlpError {
+pub(crate) enum OtlpError {
     #[error("otlp exporter: {0}")]
     Build(#[from] ExporterBuildError),
     #[error("otlp ca file {}: {reason}", path.display())]
@@ -60,7 +60,7 @@ pub enum OtlpError {
 }
 
 /// The running OTLP export. Shut it down with [`OtlpSink::shutdown`] for the final export.
-pub struct OtlpSink {
+pub(crate) struct OtlpSink {
     provider: Option<SdkMeterProvider>,
     // The SDK keeps callbacks registered without these handles; holding them says so.
     _connections: ObservableUpDownCounter<i64>,
@@ -73,7 +73,7 @@ impl OtlpSink {
     /// Starts exporting every `config.interval`. Call it inside the Tokio runtime: the gRPC
     /// channel spawns its worker there. `series_limit` is the most connection series one
     /// export carries (the SDK folds the rest into one `otel.metric.overflow` point).
-    pub fn start(
+    pub(crate) fn start(
         config: &OtlpConfig,
         snapshot: watch::Receiver<Arc<Snapshot>>,
         telemetry: Arc<Telemetry>,
@@ -137,7 +137,7 @@ impl OtlpSink {
     /// Makes the final export and stops, waiting at most `within`. The SDK's shutdown
     /// blocks (and would deadlock on this single-threaded runtime, which the gRPC channel
     /// needs), so it runs on a blocking thread.
-    pub async fn shutdown(mut self, within: Duration) {
+    pub(crate) async fn shutdown(mut self, within: Duration) {
         let Some(provider) = self.provider.take() else {
             return;
         };

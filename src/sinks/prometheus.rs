@@ -12,13 +12,13 @@ use crate::metrics::{
 use crate::snapshot::{Snapshot, SourceStatus};
 use crate::telemetry::Telemetry;
 
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const REVISION: &str = env!("SOCKETIO_EXPORTER_REVISION");
 
 /// The whole `/metrics` body.
-pub fn render(snapshot: &Snapshot, telemetry: &Telemetry) -> String {
+pub(crate) fn render(snapshot: &Snapshot, telemetry: &Telemetry) -> String {
     let mut out = String::with_capacity(1024 + snapshot.connections.len() * 80);
     render_snapshot(snapshot, &mut out);
     telemetry.encode(&mut out);

@@ -9,7 +9,7 @@ use crate::namespaces::{NamespaceRules, RawGroup};
 /// Keys every source has, whatever its type.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawCommon {
+pub(crate) struct RawCommon {
     /// The `source` label on self-metrics; the type name by default.
     pub name: Option<String>,
     /// `local` (default) or `cluster`.
@@ -25,7 +25,7 @@ pub struct RawCommon {
 }
 
 /// The keys of [`RawCommon`], to split them from the type's own keys.
-pub const COMMON_KEYS: [&str; 6] = [
+pub(crate) const COMMON_KEYS: [&str; 6] = [
     "name",
     "scope",
     "server_id",
@@ -65,7 +65,7 @@ impl Scope {
 }
 
 /// The common keys, validated.
-pub struct Common {
+pub(crate) struct Common {
     pub scope: Scope,
     /// The server that counts without a server id are attributed to.
     pub own_server_id: String,
@@ -73,7 +73,7 @@ pub struct Common {
 }
 
 impl RawCommon {
-    pub fn validate(self, at: &mut At<'_>) -> Common {
+    pub(crate) fn validate(self, at: &mut At<'_>) -> Common {
         let own_server_id = self.own_server_id(at);
         let scope = match self.scope.unwrap_or(RawScope::Local) {
             RawScope::Local => Scope::Local {

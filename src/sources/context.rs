@@ -17,12 +17,10 @@ use crate::log_limit::{ErrorLog, Fields};
 use crate::telemetry::Telemetry;
 use crate::update::{Event, Reason, Update};
 
-/// One type of source: its configuration, how that is checked, and how it runs.
-pub trait SourceType: Sized {
+/// A source type's keys in the configuration: implemented in its `config.rs`.
+pub(crate) trait SourceKeys: Sized {
     /// The `type` tag in the configuration.
     const TYPE: &'static str;
-    /// The reasons this type can fail with; its error counters start at 0 with these.
-    const REASONS: &'static [Reason];
     /// The type's keys as written.
     type Raw: DeserializeOwned;
 
@@ -32,6 +30,12 @@ pub trait SourceType: Sized {
 
     /// Lines for `--check-config`'s summary; secrets by origin only.
     fn describe(&self, out: &mut String);
+}
+
+/// One type of source: its keys, the reasons it can fail with, and how it runs.
+pub(crate) trait SourceType: SourceKeys {
+    /// The reasons this type can fail with; its error counters start at 0 with these.
+    const REASONS: &'static [Reason];
 
     /// Runs the source until `cx.cancel` fires.
     fn run(self, cx: SourceContext) -> impl Future<Output = ()> + Send;

@@ -16,11 +16,11 @@ use serde::Deserialize;
 use crate::update::{Delta, Reason, ServerCounts};
 
 /// Events in one batch, at most.
-pub const MAX_EVENTS: usize = 10_000;
+pub(crate) const MAX_EVENTS: usize = 10_000;
 
 /// Why a body was rejected; the message names what was expected where.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum FormatError {
+pub(crate) enum FormatError {
     #[error("not JSON: {0}")]
     Json(String),
     #[error("{0}")]
@@ -28,7 +28,7 @@ pub enum FormatError {
 }
 
 impl FormatError {
-    pub fn reason(&self) -> Reason {
+    pub(crate) fn reason(&self) -> Reason {
         match self {
             FormatError::Json(_) => Reason::InvalidJson,
             FormatError::Shape(_) => Reason::InvalidReport,
@@ -90,7 +90,7 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, FormatError> {
 
 /// A report, with its age computed against `now` from `generated_at` (else `modified`,
 /// a file's mtime, else zero).
-pub fn parse_report(
+pub(crate) fn parse_report(
     body: &[u8],
     now: SystemTime,
     modified: Option<SystemTime>,
@@ -123,7 +123,7 @@ pub fn parse_report(
 }
 
 /// A batch of connection events.
-pub fn parse_events(body: &[u8]) -> Result<Vec<Delta>, FormatError> {
+pub(crate) fn parse_events(body: &[u8]) -> Result<Vec<Delta>, FormatError> {
     let batch: EventsJson = parse(body)?;
     if batch.events.len() > MAX_EVENTS {
         return Err(FormatError::Shape(format!(

@@ -6,13 +6,13 @@
 //! reasons it can fail with, behind the [`SourceType`] contract. Adding a type means a
 //! folder and one line in the `source_types!` list below.
 
-pub mod common;
-pub mod context;
-pub mod format;
-pub mod http_json;
-pub mod push;
-pub mod report_file;
-pub mod socketio_admin;
+pub(crate) mod common;
+pub(crate) mod context;
+pub(crate) mod format;
+pub(crate) mod http_json;
+pub(crate) mod push;
+pub(crate) mod report_file;
+pub(crate) mod socketio_admin;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -24,7 +24,7 @@ use crate::update::Reason;
 
 pub use self::common::Scope;
 use self::common::{COMMON_KEYS, RawCommon};
-pub use self::context::{Outbox, SourceContext, SourceType};
+pub(crate) use self::context::{Outbox, SourceContext, SourceKeys, SourceType};
 
 /// One configured source.
 #[derive(Debug, Clone)]
@@ -130,7 +130,7 @@ impl SourceConfig {
 }
 
 /// Validates the `[[sources]]` tables, each problem at `sources[i].key`.
-pub fn validate(
+pub(crate) fn validate(
     tables: Vec<toml::Table>,
     sync: &SyncConfig,
     problems: &mut Problems,

@@ -10,6 +10,8 @@ use url::Url;
 
 use crate::config::problems::At;
 use crate::config::secret::{Credentials, RawSecret, Secret, credentials};
+use crate::config::sync::SyncConfig;
+use crate::sources::context::SourceKeys;
 
 const DEFAULT_INTERVAL_SECS: f64 = 5.0;
 const DEFAULT_TIMEOUT_SECS: f64 = 2.0;
@@ -18,7 +20,7 @@ const MAX_MAX_BODY_BYTES: i64 = 64 << 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     /// The app's JSON endpoint, `http://` or `https://`.
     endpoint: Option<String>,
     /// Time between polls; 5 s by default.
@@ -83,8 +85,11 @@ pub struct JsonMapping {
     pub server_id_pointer: Option<String>,
 }
 
-impl Config {
-    pub(super) fn from_raw(raw: RawConfig, at: &mut At<'_>) -> Config {
+impl SourceKeys for Config {
+    const TYPE: &'static str = "http_json";
+    type Raw = RawConfig;
+
+    fn validate(raw: RawConfig, _: &SyncConfig, at: &mut At<'_>) -> Config {
         let url = endpoint(raw.endpoint, at);
         let interval = at.seconds("interval_secs", raw.interval_secs, DEFAULT_INTERVAL_SECS);
         let timeout = at.seconds("timeout_secs", raw.timeout_secs, DEFAULT_TIMEOUT_SECS);
@@ -165,7 +170,7 @@ impl Config {
         }
     }
 
-    pub(super) fn summary(&self, out: &mut String) {
+    fn describe(&self, out: &mut String) {
         let auth = match &self.auth {
             HttpAuth::None => "none".to_owned(),
             HttpAuth::Basic(credentials) => format!("basic, {credentials}"),

@@ -7,13 +7,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use self::config::RawConfig;
-pub use self::config::{Config, HttpAuth, JsonMapping};
+pub(crate) use self::config::{Config, HttpAuth, JsonMapping};
 use super::context::{SourceContext, SourceType};
 use crate::backoff::Backoff;
-use crate::config::problems::At;
 use crate::config::secret::SecretError;
-use crate::config::sync::SyncConfig;
 use crate::update::{Event, Reason, ServerCounts};
 
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -52,7 +49,6 @@ impl PollError {
 }
 
 impl SourceType for Config {
-    const TYPE: &'static str = "http_json";
     const REASONS: &'static [Reason] = &[
         Reason::Connect,
         Reason::Timeout,
@@ -64,16 +60,6 @@ impl SourceType for Config {
         Reason::StatsTimeout,
         Reason::ServerIdNotSeen,
     ];
-    type Raw = RawConfig;
-
-    fn validate(raw: RawConfig, _: &SyncConfig, at: &mut At<'_>) -> Config {
-        Config::from_raw(raw, at)
-    }
-
-    fn describe(&self, out: &mut String) {
-        self.summary(out);
-    }
-
     async fn run(self, mut cx: SourceContext) {
         let url = self.url.to_string();
         let client = match client(&self) {
@@ -109,7 +95,7 @@ impl SourceType for Config {
 }
 
 /// Builds the HTTP client: rustls, the configured CA added to the system roots.
-pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
+pub(crate) fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .timeout(config.timeout)
         .user_agent(concat!("socketio-exporter/", env!("CARGO_PKG_VERSION")))
@@ -163,7 +149,7 @@ async fn poll(client: &reqwest::Client, config: &Config) -> Result<ServerCounts,
 }
 
 /// Maps the endpoint's JSON to a report with the configured pointers.
-pub fn map(json: &Value, mapping: &JsonMapping) -> Result<ServerCounts, String> {
+pub(crate) fn map(json: &Value, mapping: &JsonMapping) -> Result<ServerCounts, String> {
     let pointer = &mapping.namespaces_pointer;
     let found = json
         .pointer(pointer)

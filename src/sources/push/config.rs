@@ -8,13 +8,15 @@ use serde::Deserialize;
 
 use crate::config::problems::{At, Problem};
 use crate::config::secret::{RawSecret, Secret};
+use crate::config::sync::SyncConfig;
+use crate::sources::context::SourceKeys;
 
 const DEFAULT_MAX_BODY_BYTES: i64 = 1 << 20;
 const MAX_MAX_BODY_BYTES: i64 = 64 << 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     /// Required as `Authorization: Bearer <token>` when set.
     token: Option<String>,
     token_env: Option<String>,
@@ -35,8 +37,11 @@ pub struct Config {
     pub allow_unauthenticated: bool,
 }
 
-impl Config {
-    pub(super) fn from_raw(raw: RawConfig, at: &mut At<'_>) -> Config {
+impl SourceKeys for Config {
+    const TYPE: &'static str = "push";
+    type Raw = RawConfig;
+
+    fn validate(raw: RawConfig, _: &SyncConfig, at: &mut At<'_>) -> Config {
         let token = RawSecret {
             inline: raw.token,
             env: raw.token_env,
@@ -54,7 +59,7 @@ impl Config {
         }
     }
 
-    pub(super) fn summary(&self, out: &mut String) {
+    fn describe(&self, out: &mut String) {
         let token = match &self.token {
             Some(token) => token.to_string(),
             None => "none".to_owned(),
@@ -64,7 +69,9 @@ impl Config {
             "    endpoints: POST /push/report, POST /push/events\n    token: {token}"
         );
     }
+}
 
+impl Config {
     /// A push source without a token must not be reachable from outside: checked against
     /// the effective listen address, after `--listen` has overridden the file.
     pub fn exposure_problem(&self, path: &str, listen: SocketAddr) -> Option<Problem> {

@@ -15,17 +15,13 @@ use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 
-pub use self::config::Config;
-use self::config::RawConfig;
+pub(crate) use self::config::Config;
 use super::context::{Outbox, SourceContext, SourceType};
 use super::format::{self, FormatError};
-use crate::config::problems::At;
-use crate::config::sync::SyncConfig;
 use crate::telemetry::Telemetry;
 use crate::update::{Event, Reason};
 
 impl SourceType for Config {
-    const TYPE: &'static str = "push";
     const REASONS: &'static [Reason] = &[
         Reason::Unauthorized,
         Reason::TooLarge,
@@ -35,16 +31,6 @@ impl SourceType for Config {
         Reason::StatsTimeout,
         Reason::ServerIdNotSeen,
     ];
-    type Raw = RawConfig;
-
-    fn validate(raw: RawConfig, _: &SyncConfig, at: &mut At<'_>) -> Config {
-        Config::from_raw(raw, at)
-    }
-
-    fn describe(&self, out: &mut String) {
-        self.summary(out);
-    }
-
     /// Pushes arrive through the HTTP server ([`PushEndpoint`]); the source itself only
     /// says that it listens.
     async fn run(self, cx: SourceContext) {
@@ -52,15 +38,19 @@ impl SourceType for Config {
     }
 }
 
+/// Why a push was refused: the status, the reason it is counted under (if any), and
+/// the message for the client.
+type Rejection = (StatusCode, Option<Reason>, String);
+
 /// What a push carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Report,
     Events,
 }
 
 /// The push source as the HTTP server sees it.
-pub struct PushEndpoint {
+pub(crate) struct PushEndpoint {
     pub name: String,
     pub config: Config,
     pub outbox: Outbox,
@@ -68,7 +58,11 @@ pub struct PushEndpoint {
 }
 
 impl PushEndpoint {
-    pub async fn handle(&self, kind: Kind, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub(crate) async fn handle(
+        &self,
+        kind: Kind,
+        request: Request<Incoming>,
+    ) -> Response<Full<Bytes>> {
         match self.accept(kind, request).await {
             Ok(accepted) => json(
                 StatusCode::ACCEPTED,
@@ -92,11 +86,28 @@ impl PushEndpoint {
     }
 
     /// The number of reports or events accepted, or the rejection.
-    async fn accept(
-        &self,
-        kind: Kind,
-        request: Request<Incoming>,
-    ) -> Result<usize, (StatusCode, Option<Reason>, String)> {
+    async fn accept(&self, kind: Kind, request: Request<Incoming>) -> Result<usize, Rejection> {
+        self.check_headers(&request)?;
+        let body = self.read_body(request).await?;
+        let rejected = |e: FormatError| (StatusCode::BAD_REQUEST, Some(e.reason()), e.to_string());
+        match kind {
+            Kind::Report => {
+                let report =
+                    format::parse_report(&body, SystemTime::now(), None).map_err(rejected)?;
+                self.outbox.send(Event::Counts(report)).await;
+                Ok(1)
+            }
+            Kind::Events => {
+                let deltas = format::parse_events(&body).map_err(rejected)?;
+                let accepted = deltas.len();
+                self.outbox.send(Event::Deltas(deltas)).await;
+                Ok(accepted)
+            }
+        }
+    }
+
+    /// The bearer token and the content type.
+    fn check_headers(&self, request: &Request<Incoming>) -> Result<(), Rejection> {
         if let Some(token) = &self.config.token {
             let token = token.read().map_err(|_| {
                 (
@@ -134,6 +145,11 @@ impl PushEndpoint {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The body, at most `max_body_bytes` of it.
+    async fn read_body(&self, request: Request<Incoming>) -> Result<Bytes, Rejection> {
         let limit = self.config.max_body_bytes;
         let too_large = || {
             (
@@ -164,21 +180,7 @@ impl PushEndpoint {
                 }
             })?
             .to_bytes();
-        let rejected = |e: FormatError| (StatusCode::BAD_REQUEST, Some(e.reason()), e.to_string());
-        match kind {
-            Kind::Report => {
-                let report =
-                    format::parse_report(&body, SystemTime::now(), None).map_err(rejected)?;
-                self.outbox.send(Event::Counts(report)).await;
-                Ok(1)
-            }
-            Kind::Events => {
-                let deltas = format::parse_events(&body).map_err(rejected)?;
-                let accepted = deltas.len();
-                self.outbox.send(Event::Deltas(deltas)).await;
-                Ok(accepted)
-            }
-        }
+        Ok(body)
     }
 }
 

@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::config::problems::At;
+use crate::config::sync::SyncConfig;
+use crate::sources::context::SourceKeys;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     /// One report file.
     path: Option<PathBuf>,
     /// A directory of `*.json` reports, one per server.
@@ -25,8 +27,11 @@ pub enum Config {
     Directory(PathBuf),
 }
 
-impl Config {
-    pub(super) fn from_raw(raw: RawConfig, at: &mut At<'_>) -> Config {
+impl SourceKeys for Config {
+    const TYPE: &'static str = "report_file";
+    type Raw = RawConfig;
+
+    fn validate(raw: RawConfig, _: &SyncConfig, at: &mut At<'_>) -> Config {
         match (raw.path, raw.directory) {
             (Some(file), None) => Config::File(file),
             (None, Some(directory)) => Config::Directory(directory),
@@ -47,7 +52,7 @@ impl Config {
         }
     }
 
-    pub(super) fn summary(&self, out: &mut String) {
+    fn describe(&self, out: &mut String) {
         let _ = match self {
             Config::File(path) => writeln!(out, "    file: {}", path.display()),
             Config::Directory(path) => writeln!(

@@ -16,13 +16,10 @@ use notify_debouncer_full::notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
 
-pub use self::config::Config;
-use self::config::RawConfig;
+pub(crate) use self::config::Config;
 use super::context::{SourceContext, SourceType};
 use super::format;
-use crate::config::problems::At;
-use crate::config::sync::SyncConfig;
-use crate::update::{Event, Reason};
+use crate::update::{Event, Reason, ServerCounts};
 
 /// Files larger than this are not reports.
 const MAX_FILE_BYTES: u64 = 16 << 20;
@@ -38,7 +35,6 @@ struct Seen {
 }
 
 impl SourceType for Config {
-    const TYPE: &'static str = "report_file";
     const REASONS: &'static [Reason] = &[
         Reason::Missing,
         Reason::TooLarge,
@@ -47,16 +43,6 @@ impl SourceType for Config {
         Reason::StatsTimeout,
         Reason::ServerIdNotSeen,
     ];
-    type Raw = RawConfig;
-
-    fn validate(raw: RawConfig, _: &SyncConfig, at: &mut At<'_>) -> Config {
-        Config::from_raw(raw, at)
-    }
-
-    fn describe(&self, out: &mut String) {
-        self.summary(out);
-    }
-
     async fn run(self, cx: SourceContext) {
         let (directory, single) = match self {
             Config::File(path) => (
@@ -191,27 +177,13 @@ impl ReportFiles {
                 return;
             }
         };
+        let version = Seen {
+            modified,
+            len: metadata.len(),
+            server_id: None,
+        };
         match format::parse_report(&body, SystemTime::now(), modified) {
-            Ok(mut report) => {
-                if self.single.is_none() && report.server_id.is_none() {
-                    // In a directory, a report without a server id is named by its file.
-                    report.server_id = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-                }
-                self.seen.insert(
-                    path.to_owned(),
-                    Seen {
-                        modified,
-                        len: metadata.len(),
-                        server_id: report.server_id.clone(),
-                    },
-                );
-                let recovered = self.cx.recovered();
-                if recovered || self.missing_reported {
-                    tracing::info!(source = self.cx.name.as_str(), file = %path.display(), "reading reports again");
-                }
-                self.missing_reported = false;
-                self.cx.send(Event::Counts(report)).await;
-            }
+            Ok(report) => self.accept(path, version, report).await,
             Err(error) => {
                 // Remember this version so a half-written file is not re-reported until it
                 // changes again; the last good report stays in place meanwhile.
@@ -219,14 +191,35 @@ impl ReportFiles {
                 self.seen.insert(
                     path.to_owned(),
                     Seen {
-                        modified,
-                        len: metadata.len(),
                         server_id,
+                        ..version
                     },
                 );
                 self.fail(path, error.reason(), error.to_string());
             }
         }
+    }
+
+    /// Sends a good report and remembers the version of the file it came from.
+    async fn accept(&mut self, path: &Path, version: Seen, mut report: ServerCounts) {
+        if self.single.is_none() && report.server_id.is_none() {
+            // In a directory, a report without a server id is named by its file.
+            report.server_id = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        }
+        let server_id = report.server_id.clone();
+        self.seen.insert(
+            path.to_owned(),
+            Seen {
+                server_id,
+                ..version
+            },
+        );
+        let recovered = self.cx.recovered();
+        if recovered || self.missing_reported {
+            tracing::info!(source = self.cx.name.as_str(), file = %path.display(), "reading reports again");
+        }
+        self.missing_reported = false;
+        self.cx.send(Event::Counts(report)).await;
     }
 
     /// Counts the failure and logs it, rate-limited; the last good report stays.

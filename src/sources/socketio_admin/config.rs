@@ -10,6 +10,7 @@ use url::Url;
 use crate::config::problems::At;
 use crate::config::secret::{Credentials, RawSecret, credentials};
 use crate::config::sync::SyncConfig;
+use crate::sources::context::SourceKeys;
 
 /// admin-ui broadcasts `server_stats` every 2 s; its interval cannot be changed.
 const ADMIN_UI_STATS_PERIOD_SECS: f64 = 2.0;
@@ -17,7 +18,7 @@ const DEFAULT_CONNECT_TIMEOUT_SECS: f64 = 5.0;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     /// The app's Socket.IO server: scheme, host and port.
     endpoint: Option<String>,
     /// The Socket.IO path; `/socket.io/` by default.
@@ -47,8 +48,11 @@ pub struct Config {
     pub connect_timeout: Duration,
 }
 
-impl Config {
-    pub(super) fn from_raw(raw: RawConfig, sync: &SyncConfig, at: &mut At<'_>) -> Config {
+impl SourceKeys for Config {
+    const TYPE: &'static str = "socketio_admin";
+    type Raw = RawConfig;
+
+    fn validate(raw: RawConfig, sync: &SyncConfig, at: &mut At<'_>) -> Config {
         if sync.stale_after.as_secs_f64() <= ADMIN_UI_STATS_PERIOD_SECS {
             at.problems.add(
                 "sync.stale_after_secs",
@@ -105,7 +109,7 @@ impl Config {
         }
     }
 
-    pub(super) fn summary(&self, out: &mut String) {
+    fn describe(&self, out: &mut String) {
         let shown = if self.include_admin_namespace {
             "exported"
         } else {

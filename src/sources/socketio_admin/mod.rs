@@ -19,14 +19,11 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-pub use self::config::Config;
-use self::config::RawConfig;
+pub(crate) use self::config::Config;
 use self::protocol::{EnginePacket, Handshake, PacketType, ProtocolError};
 use super::context::{SourceContext, SourceType};
 use crate::backoff::Backoff;
-use crate::config::problems::At;
 use crate::config::secret::SecretError;
-use crate::config::sync::SyncConfig;
 use crate::update::{Event, Reason, ServerCounts};
 
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
@@ -89,7 +86,6 @@ impl SessionError {
 }
 
 impl SourceType for Config {
-    const TYPE: &'static str = "socketio_admin";
     const REASONS: &'static [Reason] = &[
         Reason::Connect,
         Reason::Handshake,
@@ -102,16 +98,6 @@ impl SourceType for Config {
         Reason::StatsTimeout,
         Reason::ServerIdNotSeen,
     ];
-    type Raw = RawConfig;
-
-    fn validate(raw: RawConfig, sync: &SyncConfig, at: &mut At<'_>) -> Config {
-        Config::from_raw(raw, sync, at)
-    }
-
-    fn describe(&self, out: &mut String) {
-        self.summary(out);
-    }
-
     async fn run(self, cx: SourceContext) {
         let mut source = AdminSource {
             config: self,
