@@ -14,7 +14,10 @@ export SOCKETIO_ADMIN_PASSWORD=${SOCKETIO_ADMIN_PASSWORD:-changeit}
 LOGS=$(mktemp -d)
 
 scripts/setup node
-cargo build --locked --quiet
+# The first build compiles every dependency: say so, and let cargo show its progress.
+echo "demo: building the exporter (the first build takes 2-3 minutes; later ones seconds)..."
+cargo build --locked
+echo "demo: starting the app on 127.0.0.1:$APP_PORT and the exporter on $EXPORTER"
 
 pids=()
 stop() {
