@@ -1,4 +1,5 @@
-//! Wiring: sources → sync loop → snapshot → HTTP server and OTLP, and the shutdown sequence.
+//! Wiring: sources → sync loop → snapshot → HTTP server and OTLP, the reloader, and the
+//! shutdown sequence.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,16 +8,15 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cli::Cli;
 use crate::config::Config;
-use crate::config::otlp::OtlpConfig;
 use crate::readiness::Readiness;
 use crate::reconcile::{self, Inputs, SourceInput, SyncLoop};
+use crate::reload::{self, Reloader, Sources};
 use crate::server::{self, State};
 use crate::sinks::otlp::OtlpSink;
-use crate::snapshot::Snapshot;
-use crate::sources::push::PushEndpoint;
-use crate::sources::{Outbox, SourceContext, SourceKind};
 use crate::telemetry::Telemetry;
+use crate::update::SourceId;
 
 /// Everything stops within this time after the first SIGTERM/SIGINT; a second signal
 /// ends the process at once. Kubernetes waits 30 s by default before it kills a container.
@@ -27,8 +27,8 @@ const OTLP_FLUSH_MARGIN: Duration = Duration::from_millis(500);
 /// Room for source updates between ticks; a full channel makes sources wait, not grow memory.
 const UPDATE_QUEUE: usize = 256;
 
-/// Runs the exporter until a shutdown signal.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the exporter until a shutdown signal; `cli` says how the config may be reloaded.
+pub async fn run(config: Config, cli: &Cli) -> anyhow::Result<()> {
     let listener = server::bind(config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
 
@@ -43,26 +43,45 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
 
-    let (push, updates) = start_sources(&config, &telemetry, &cancel, &tasks);
+    let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
+    let (mut sources, push) =
+        Sources::new(updates_tx, telemetry.clone(), cancel.clone(), tasks.clone());
+    let ids = start_sources(&config, &mut sources);
+    let (layouts_tx, layouts) = mpsc::channel(1);
     let sync = SyncLoop {
         environment: config.environment.clone(),
         inputs,
+        ids,
         sync: config.sync,
         updates,
+        layouts,
         publish,
         telemetry: telemetry.clone(),
         ready: ready.clone(),
     };
     tasks.spawn(reconcile::run(sync, cancel.clone()));
-    let otlp = match &config.otlp {
-        Some(otlp) => Some(start_otlp(otlp, &config, snapshot.clone(), &telemetry)?),
-        None => None,
+    let otlp = reload::start_otlp(&config, snapshot.clone(), &telemetry)?;
+    let options = reload::Options {
+        path: cli.config.clone(),
+        listen: cli.listen,
+        watch: cli.config_watch,
+        lifecycle: cli.web_enable_lifecycle,
     };
+    let running = reload::Running {
+        config,
+        sources,
+        otlp,
+        layouts: layouts_tx,
+        snapshot: snapshot.clone(),
+        telemetry: telemetry.clone(),
+    };
+    let (mut reloader, reload) = Reloader::new(options, running)?;
     let state = State {
         snapshot,
         telemetry,
         ready,
         push,
+        reload,
     };
     tasks.spawn(server::serve(
         listener,
@@ -72,8 +91,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     tasks.close();
 
-    signal().await?;
-    shutdown(cancel, tasks, otlp).await;
+    tokio::select! {
+        result = signal() => result?,
+        () = reloader.run() => {}
+    }
+    shutdown(cancel, tasks, reloader.into_otlp()).await;
     Ok(())
 }
 
@@ -91,57 +113,15 @@ fn telemetry(config: &Config) -> Arc<Telemetry> {
     })
 }
 
-/// Spawns a task per source; returns the push source's endpoint, if there is one, and
-/// where the sources' updates arrive.
-fn start_sources(
-    config: &Config,
-    telemetry: &Arc<Telemetry>,
-    cancel: &CancellationToken,
-    tasks: &TaskTracker,
-) -> (
-    Option<Arc<PushEndpoint>>,
-    mpsc::Receiver<crate::update::Update>,
-) {
-    let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
-    let mut push = None;
-    for (index, source) in config.sources.iter().cloned().enumerate() {
-        let outbox = Outbox::new(index, updates_tx.clone());
-        if let SourceKind::Push(push_config) = &source.kind {
-            push = Some(Arc::new(PushEndpoint {
-                name: source.name.clone(),
-                config: push_config.clone(),
-                outbox: outbox.clone(),
-                telemetry: telemetry.clone(),
-            }));
-        }
-        let cx = SourceContext::new(
-            source.name.clone(),
-            outbox,
-            telemetry.clone(),
-            cancel.clone(),
-            config.sync,
-        );
-        tasks.spawn(source.run(cx));
-    }
-    (push, updates)
-}
-
-fn start_otlp(
-    otlp: &OtlpConfig,
-    config: &Config,
-    snapshot: watch::Receiver<Arc<Snapshot>>,
-    telemetry: &Arc<Telemetry>,
-) -> anyhow::Result<OtlpSink> {
-    // Every source's namespaces fit, the overflow value included.
-    let series_limit: usize = config.sources.iter().map(|s| s.namespaces.max + 1).sum();
-    let sink = OtlpSink::start(otlp, snapshot, telemetry.clone(), series_limit)?;
-    tracing::info!(
-        protocol = otlp.protocol.as_str(),
-        endpoint = %otlp.endpoint,
-        interval = ?otlp.interval,
-        "otlp export on"
-    );
-    Ok(sink)
+/// Spawns a task per source; returns their ids, in config order.
+fn start_sources(config: &Config, sources: &mut Sources) -> Vec<SourceId> {
+    (config.sources.iter())
+        .map(|source| {
+            let id = sources.next_id();
+            sources.start(id, source.clone(), config.sync);
+            id
+        })
+        .collect()
 }
 
 /// Stops the sources, the loop and the server, and makes the final OTLP export, all

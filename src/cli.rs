@@ -22,6 +22,17 @@ pub struct Cli {
     #[arg(long, env = "SOCKETIO_EXPORTER_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
+    /// Reload the configuration when its file changes (as on SIGHUP).
+    #[arg(long = "config.watch", env = "SOCKETIO_EXPORTER_CONFIG_WATCH")]
+    pub config_watch: bool,
+
+    /// Allow reloading the configuration with `POST /-/reload` (as Prometheus).
+    #[arg(
+        long = "web.enable-lifecycle",
+        env = "SOCKETIO_EXPORTER_WEB_ENABLE_LIFECYCLE"
+    )]
+    pub web_enable_lifecycle: bool,
+
     /// Log line format.
     #[arg(long, env = "SOCKETIO_EXPORTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

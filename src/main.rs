@@ -11,23 +11,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
 
-    let mut config = match Config::load(&cli.config) {
+    let config = match Config::load_for(&cli.config, cli.listen) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Some(listen) = cli.listen {
-        config.listen = listen;
-    }
-    let problems = config.exposure_problems();
-    if !problems.is_empty() {
-        for problem in problems {
-            eprintln!("error: {}: {problem}", cli.config.display());
-        }
-        return ExitCode::from(EXIT_CONFIG);
-    }
     if cli.check_config {
         println!("{}: ok\n{}", cli.config.display(), config.summary());
         return ExitCode::SUCCESS;
@@ -46,7 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(socketio_exporter::run(config));
+    let result = runtime.block_on(socketio_exporter::run(config, &cli));
     // A final OTLP export still blocked on an unresponsive collector must not hold the
     // exit: run() already waited as long as the shutdown deadline allows.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

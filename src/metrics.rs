@@ -139,3 +139,20 @@ pub(crate) const OTLP_EXPORT_ERRORS: Metric = Metric {
     help: "OTLP exports that failed (after the exporter's retries); that export's data is \
            dropped.",
 };
+
+pub(crate) const CONFIG_LAST_RELOAD_SUCCESSFUL: Metric = Metric {
+    name: "socketio_exporter_config_last_reload_successful",
+    otlp: None,
+    unit: None,
+    kind: Kind::Gauge,
+    help: "1 if the last configuration reload (or the load at start) succeeded; 0 if it was \
+           refused, and the exporter still runs the configuration it had.",
+};
+
+pub(crate) const CONFIG_LAST_RELOAD_SUCCESS_TIME: Metric = Metric {
+    name: "socketio_exporter_config_last_reload_success_timestamp_seconds",
+    otlp: None,
+    unit: None,
+    kind: Kind::Gauge,
+    help: "Unix time of the last successful configuration reload, or of the start.",
+};

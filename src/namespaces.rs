@@ -20,7 +20,7 @@ const DEFAULT_MAX_NAMESPACES: i64 = 1000;
 const MAX_MAX_NAMESPACES: i64 = 100_000;
 
 /// Cardinality control, applied to every server's counts as they arrive.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NamespaceRules {
     /// Namespaces matching a pattern are renamed to its replacement and summed; the first
     /// matching group wins.
@@ -34,6 +34,13 @@ pub struct NamespaceGroup {
     pub pattern: regex::Regex,
     /// The replacement, with `$1`-style references to the pattern's groups.
     pub replace: String,
+}
+
+/// `Regex` has no equality: two groups are equal when written the same.
+impl PartialEq for NamespaceGroup {
+    fn eq(&self, other: &NamespaceGroup) -> bool {
+        self.pattern.as_str() == other.pattern.as_str() && self.replace == other.replace
+    }
 }
 
 /// A server's counts after the rules.

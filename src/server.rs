@@ -1,4 +1,4 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz` and a landing page at `/`.
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/-/reload` and a landing page at `/`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,9 +19,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::readiness::Readiness;
+use crate::reload::{PushSlot, ReloadHandle};
 use crate::sinks::prometheus;
 use crate::snapshot::Snapshot;
-use crate::sources::push::{self, PushEndpoint};
+use crate::sources::push;
 use crate::telemetry::Telemetry;
 
 /// A client gets this long to send its request headers.
@@ -34,8 +35,10 @@ pub(crate) struct State {
     pub telemetry: Arc<Telemetry>,
     /// Ready while the sync loop runs; never depends on the app.
     pub ready: Readiness,
-    /// The push source's endpoints, when one is configured.
-    pub push: Option<Arc<PushEndpoint>>,
+    /// The push source's endpoints, while one is configured.
+    pub push: PushSlot,
+    /// `POST /-/reload`, with `--web.enable-lifecycle`.
+    pub reload: Option<ReloadHandle>,
 }
 
 /// Serves connections on `listener` until `cancel` fires, then lets open requests finish
@@ -92,13 +95,17 @@ async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
         _ => None,
     };
     if let Some(kind) = push {
-        let Some(endpoint) = &state.push else {
+        let endpoint = state.push.borrow().clone();
+        let Some(endpoint) = endpoint else {
             return text(StatusCode::NOT_FOUND, "no push source is configured\n");
         };
         if req.method() != Method::POST {
             return not_allowed("POST");
         }
         return endpoint.handle(kind, req).await;
+    }
+    if path == "/-/reload" {
+        return reload(req.method(), state.reload.as_ref()).await;
     }
     if !matches!(path, "/" | "/metrics" | "/healthz" | "/readyz") {
         return text(StatusCode::NOT_FOUND, "not found\n");
@@ -127,6 +134,26 @@ async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
             );
+            response
+        }
+    }
+}
+
+/// `POST` or `PUT /-/reload`, answered as Prometheus does: 403 without
+/// `--web.enable-lifecycle`, and once reloaded, 200 or 500 with why it was refused.
+async fn reload(method: &Method, reload: Option<&ReloadHandle>) -> Response<Full<Bytes>> {
+    if !matches!(*method, Method::POST | Method::PUT) {
+        return not_allowed("POST, PUT");
+    }
+    let Some(reload) = reload else {
+        return text(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n");
+    };
+    match reload.reload().await {
+        Ok(()) => text(StatusCode::OK, "config reloaded\n"),
+        Err(e) => {
+            let mut response = text(StatusCode::INTERNAL_SERVER_ERROR, "");
+            *response.body_mut() =
+                Full::new(Bytes::from(format!("failed to reload config: {e}\n")));
             response
         }
     }

@@ -1,25 +1,37 @@
 //! The exporter's own metrics that are not part of the snapshot: the error counters, the
-//! sync histogram and the process metrics.
+//! sync histogram, the config reload gauges and the process metrics.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
-use crate::metrics::{Metric, OTLP_EXPORT_ERRORS, SOURCE_ERRORS, SYNC_DURATION};
+use crate::metrics::{
+    CONFIG_LAST_RELOAD_SUCCESS_TIME, CONFIG_LAST_RELOAD_SUCCESSFUL, Metric, OTLP_EXPORT_ERRORS,
+    SOURCE_ERRORS, SYNC_DURATION,
+};
 use crate::update::Reason;
 
 pub struct Telemetry {
     registry: Registry,
     source_errors: IntCounterVec,
+    /// The configured sources and their reasons: only their error counters exist, so a
+    /// source a reload removed cannot bring its label sets back.
+    sources: Mutex<BTreeMap<String, &'static [Reason]>>,
     sync_duration: Histogram,
-    /// Present when OTLP export is on.
-    otlp_export_errors: Option<IntCounter>,
+    /// Present while OTLP export is on.
+    otlp_export_errors: Mutex<Option<IntCounter>>,
+    reload_successful: IntGauge,
+    reload_success_time: Gauge,
 }
 
 impl Telemetry {
     /// Registers the self-metrics. Every source's counters, with each reason its type can
     /// report, start at 0 so that `rate()` and `increase()` see the first error.
-    pub fn new<'a>(sources: impl IntoIterator<Item = (&'a str, &'a [Reason])>) -> Telemetry {
+    pub fn new<'a>(sources: impl IntoIterator<Item = (&'a str, &'static [Reason])>) -> Telemetry {
         let registry = Registry::new();
         let source_errors = IntCounterVec::new(opts(&SOURCE_ERRORS), &["source", "reason"])
             .expect("valid metric definition");
@@ -34,6 +46,16 @@ impl Telemetry {
         registry
             .register(Box::new(sync_duration.clone()))
             .expect("registered once");
+        let reload_successful = IntGauge::with_opts(opts(&CONFIG_LAST_RELOAD_SUCCESSFUL))
+            .expect("valid metric definition");
+        let reload_success_time = Gauge::with_opts(opts(&CONFIG_LAST_RELOAD_SUCCESS_TIME))
+            .expect("valid metric definition");
+        for gauge in [
+            Box::new(reload_successful.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reload_success_time.clone()),
+        ] {
+            registry.register(gauge).expect("registered once");
+        }
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
@@ -41,40 +63,106 @@ impl Telemetry {
             ))
             .expect("registered once");
 
-        for (source, reasons) in sources {
-            for reason in reasons {
-                source_errors.with_label_values(&[source, reason.as_str()]);
-            }
-        }
-        Telemetry {
+        let telemetry = Telemetry {
             registry,
             source_errors,
+            sources: Mutex::default(),
             sync_duration,
-            otlp_export_errors: None,
-        }
+            otlp_export_errors: Mutex::default(),
+            reload_successful,
+            reload_success_time,
+        };
+        telemetry.set_sources(sources);
+        // The load at start counts as the first successful reload, as in Prometheus.
+        telemetry.config_loaded(true);
+        telemetry
     }
 
     /// Adds `socketio_exporter_otlp_export_errors_total`, at 0, for an exporter with OTLP on.
-    pub fn with_otlp(mut self) -> Telemetry {
-        let counter =
-            IntCounter::with_opts(opts(&OTLP_EXPORT_ERRORS)).expect("valid metric definition");
-        self.registry
-            .register(Box::new(counter.clone()))
-            .expect("registered once");
-        self.otlp_export_errors = Some(counter);
+    pub fn with_otlp(self) -> Telemetry {
+        self.set_otlp(true);
         self
     }
 
+    /// Registers `socketio_exporter_otlp_export_errors_total` (from 0) while OTLP export
+    /// is on, and removes it when a reload turns OTLP off.
+    pub fn set_otlp(&self, on: bool) {
+        let mut slot = self
+            .otlp_export_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match (on, slot.take()) {
+            (true, None) => {
+                let counter = IntCounter::with_opts(opts(&OTLP_EXPORT_ERRORS))
+                    .expect("valid metric definition");
+                self.registry
+                    .register(Box::new(counter.clone()))
+                    .expect("registered once");
+                *slot = Some(counter);
+            }
+            (false, Some(counter)) => {
+                let _ = self.registry.unregister(Box::new(counter));
+            }
+            (_, kept) => *slot = kept,
+        }
+    }
+
     pub fn otlp_export_error(&self) {
-        if let Some(counter) = &self.otlp_export_errors {
+        if let Some(counter) = &*self
+            .otlp_export_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        {
             counter.inc();
         }
     }
 
+    /// The configured sources: each one's counters, with each reason its type can report,
+    /// start at 0 so that `rate()` and `increase()` see the first error; the counters of
+    /// sources no longer configured (and of reasons a source's new type lacks) leave.
+    pub fn set_sources<'a>(&self, sources: impl IntoIterator<Item = (&'a str, &'static [Reason])>) {
+        let mut known = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let next: BTreeMap<String, &'static [Reason]> = sources
+            .into_iter()
+            .map(|(name, reasons)| (name.to_owned(), reasons))
+            .collect();
+        for (name, reasons) in known.iter() {
+            for reason in *reasons {
+                if !next.get(name).is_some_and(|r| r.contains(reason)) {
+                    let _ = self
+                        .source_errors
+                        .remove_label_values(&[name, reason.as_str()]);
+                }
+            }
+        }
+        for (name, reasons) in &next {
+            for reason in *reasons {
+                self.source_errors
+                    .with_label_values(&[name, reason.as_str()]);
+            }
+        }
+        *known = next;
+    }
+
+    /// Counts a failure of a configured source; one a reload removed is not counted.
     pub fn source_error(&self, source: &str, reason: Reason) {
-        self.source_errors
-            .with_label_values(&[source, reason.as_str()])
-            .inc();
+        let known = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        if known.contains_key(source) {
+            self.source_errors
+                .with_label_values(&[source, reason.as_str()])
+                .inc();
+        }
+    }
+
+    /// Records the outcome of a config load or reload.
+    pub fn config_loaded(&self, ok: bool) {
+        self.reload_successful.set(i64::from(ok));
+        if ok {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            self.reload_success_time.set(now.as_secs_f64());
+        }
     }
 
     pub fn observe_sync(&self, took: Duration) {
@@ -113,8 +201,9 @@ mod tests {
 
     #[test]
     fn every_reason_starts_at_zero() {
-        let reasons = [Reason::Auth, Reason::Closed];
-        let telemetry = Telemetry::new([("a", &reasons[..])]);
+        const REASONS: &[Reason] = &[Reason::Auth, Reason::Closed];
+        let reasons = REASONS;
+        let telemetry = Telemetry::new([("a", REASONS)]);
         let mut text = String::new();
         telemetry.encode(&mut text);
         for reason in reasons {
@@ -124,5 +213,42 @@ mod tests {
             );
             assert!(text.contains(&line), "missing {line}\n{text}");
         }
+    }
+
+    #[test]
+    fn a_removed_source_leaves_and_a_late_error_does_not_bring_it_back() {
+        const A: &[Reason] = &[Reason::Auth, Reason::Closed];
+        const B: &[Reason] = &[Reason::Missing];
+        let telemetry = Telemetry::new([("a", A), ("b", B)]);
+        telemetry.source_error("a", Reason::Auth);
+        // A reload removes b and turns a into a type without the auth reason.
+        telemetry.set_sources([("a", B)]);
+        telemetry.source_error("b", Reason::Missing);
+        let mut text = String::new();
+        telemetry.encode(&mut text);
+        let errors: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("socketio_exporter_source_errors_total{"))
+            .collect();
+        assert_eq!(
+            errors,
+            ["socketio_exporter_source_errors_total{reason=\"missing\",source=\"a\"} 0"]
+        );
+    }
+
+    #[test]
+    fn a_refused_reload_keeps_the_last_success_time() {
+        let telemetry = Telemetry::new([]);
+        let mut text = String::new();
+        telemetry.encode(&mut text);
+        assert!(
+            text.contains("\nsocketio_exporter_config_last_reload_successful 1\n"),
+            "{text}"
+        );
+        let started = telemetry.reload_success_time.get();
+        assert!(started > 1e9, "unix time at start: {started}");
+        telemetry.config_loaded(false);
+        assert_eq!(telemetry.reload_successful.get(), 0);
+        assert_eq!(telemetry.reload_success_time.get(), started);
     }
 }

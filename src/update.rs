@@ -9,10 +9,16 @@ use std::time::Duration;
 /// What a source tells the sync loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
-    /// Index of the source in the configuration.
-    pub source: usize,
+    /// The running source that sent it.
+    pub source: SourceId,
     pub event: Event,
 }
+
+/// One run of a source: its index in the configuration at start, then a new id for every
+/// source a reload starts. The sync loop ignores updates from ids it no longer runs, so a
+/// source stopped by a reload cannot touch the state of the one that replaced it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceId(pub usize);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

@@ -121,6 +121,24 @@ impl Config {
         })
     }
 
+    /// Reads and validates the file at `path` as it will run: `listen` (`--listen`)
+    /// overrides `listen.address`, then what depends on the effective address is checked.
+    pub fn load_for(path: &Path, listen: Option<SocketAddr>) -> Result<Config, ConfigError> {
+        let mut config = Config::load(path)?;
+        if let Some(listen) = listen {
+            config.listen = listen;
+        }
+        let problems = config.exposure_problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+
     /// Parses and validates configuration text; `OTEL_*` variables come from the process.
     pub fn parse(text: &str) -> Result<Config, ParseError> {
         Config::parse_with_env(text, &|name| std::env::var(name).ok())

@@ -48,7 +48,7 @@ pub(crate) struct RawOtlp {
 }
 
 /// OTLP export, resolved from `[otlp]` and the `OTEL_*` environment variables (which win).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OtlpConfig {
     pub protocol: OtlpProtocol,
     /// Where exports go: for http/protobuf the whole URL, `/v1/metrics` included.
@@ -84,7 +84,7 @@ impl OtlpProtocol {
 }
 
 /// A header sent to the collector. Its value is often a credential and is never printed.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct OtlpHeader {
     /// Lowercase header name.
     pub name: String,

@@ -69,7 +69,7 @@ pub enum SecretError {
 }
 
 /// A username and its password, for basic auth or the admin-ui login.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct Credentials {
     pub username: String,
     pub password: Secret,

@@ -14,6 +14,7 @@
 //!   the difference is a correction, counted and exported as drift.
 
 mod health;
+mod layout;
 mod sync_loop;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+pub(crate) use self::layout::Layout;
 pub(crate) use self::sync_loop::{SyncLoop, run};
 use crate::namespaces::NamespaceRules;
 use crate::snapshot::{Clients, Connections, Drift, Health, Snapshot, SourceStatus};

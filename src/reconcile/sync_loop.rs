@@ -9,12 +9,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::layout::{Layout, relayout};
 use super::{Inputs, reconcile};
 use crate::config::sync::SyncConfig;
 use crate::readiness::Readiness;
 use crate::snapshot::{Health, Snapshot};
 use crate::telemetry::Telemetry;
-use crate::update::{Event, Reason, Update};
+use crate::update::{Event, Reason, SourceId, Update};
 
 /// Connection events, corrections and lost sources are published this soon, bursts
 /// coalesced, without waiting for a tick.
@@ -25,8 +26,12 @@ pub(crate) struct SyncLoop {
     /// Value of the `environment` label.
     pub environment: String,
     pub inputs: Inputs,
+    /// The running source each of `inputs.sources` is; updates from others are ignored.
+    pub ids: Vec<SourceId>,
     pub sync: SyncConfig,
     pub updates: mpsc::Receiver<Update>,
+    /// New sets of sources from config reloads.
+    pub layouts: mpsc::Receiver<Layout>,
     pub publish: watch::Sender<Arc<Snapshot>>,
     pub telemetry: Arc<Telemetry>,
     /// Set while the loop runs.
@@ -36,12 +41,21 @@ pub(crate) struct SyncLoop {
 /// Runs the loop until `cancel` fires.
 pub(crate) async fn run(mut sync: SyncLoop, cancel: CancellationToken) {
     let _ready = sync.ready.while_alive();
-    let mut tick = tokio::time::interval(sync.sync.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = ticks(sync.sync.interval);
     let mut publish_at: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
+            Some(layout) = sync.layouts.recv() => {
+                let period = sync.sync.interval;
+                let taken = sync.relayout(layout);
+                if sync.sync.interval != period {
+                    tick = ticks(sync.sync.interval);
+                }
+                publish_at = None;
+                sync.publish();
+                let _ = taken.send(());
+            }
             Some(update) = sync.updates.recv() => {
                 if sync.apply(update) && publish_at.is_none() {
                     publish_at = Some(Instant::now() + EVENT_PUBLISH_DELAY);
@@ -59,10 +73,19 @@ pub(crate) async fn run(mut sync: SyncLoop, cancel: CancellationToken) {
     }
 }
 
+fn ticks(period: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
 impl SyncLoop {
     /// Applies one update; returns whether it should be published before the next tick.
     fn apply(&mut self, update: Update) -> bool {
-        let source = update.source;
+        // A source a reload stopped may still have sent something: it no longer counts.
+        let Some(source) = self.ids.iter().position(|&id| id == update.source) else {
+            return false;
+        };
         // Losing data shows at once too: unknown must not linger as a number.
         let withdrawn = matches!(update.event, Event::Down(_) | Event::Forget(_));
         let applied = self
@@ -75,6 +98,20 @@ impl SyncLoop {
         }
         // A correction publishes with its counter, so the two never disagree on a scrape.
         applied.events > 0 || applied.corrected || withdrawn
+    }
+
+    /// Runs the sources of a reloaded config; returns whom to tell once it is published.
+    fn relayout(&mut self, layout: Layout) -> tokio::sync::oneshot::Sender<()> {
+        let old = self
+            .ids
+            .drain(..)
+            .zip(self.inputs.sources.drain(..))
+            .collect();
+        (self.ids, self.inputs.sources) = relayout(old, layout.sources).into_iter().unzip();
+        self.environment = layout.environment;
+        self.inputs.stale_after = layout.sync.stale_after;
+        self.sync = layout.sync;
+        layout.taken
     }
 
     fn publish(&mut self) {

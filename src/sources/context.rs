@@ -15,7 +15,7 @@ use crate::config::problems::At;
 use crate::config::sync::SyncConfig;
 use crate::log_limit::{ErrorLog, Fields};
 use crate::telemetry::Telemetry;
-use crate::update::{Event, Reason, Update};
+use crate::update::{Event, Reason, SourceId, Update};
 
 /// A source type's keys in the configuration: implemented in its `config.rs`.
 pub(crate) trait SourceKeys: Sized {
@@ -41,15 +41,15 @@ pub(crate) trait SourceType: SourceKeys {
     fn run(self, cx: SourceContext) -> impl Future<Output = ()> + Send;
 }
 
-/// Where a source task sends its updates, tagged with its index.
+/// Where a source task sends its updates, tagged with its id.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    source: usize,
+    source: SourceId,
     tx: mpsc::Sender<Update>,
 }
 
 impl Outbox {
-    pub fn new(source: usize, tx: mpsc::Sender<Update>) -> Outbox {
+    pub fn new(source: SourceId, tx: mpsc::Sender<Update>) -> Outbox {
         Outbox { source, tx }
     }
 

@@ -26,8 +26,9 @@ pub use self::common::Scope;
 use self::common::{COMMON_KEYS, RawCommon};
 pub(crate) use self::context::{Outbox, SourceContext, SourceKeys, SourceType};
 
-/// One configured source.
-#[derive(Debug, Clone)]
+/// One configured source. Two are equal when a running source of the one would do what
+/// the other says: a reload keeps the running task of an unchanged source.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SourceConfig {
     /// Unique name, the value of the `source` label on self-metrics.
     pub name: String,
@@ -44,7 +45,7 @@ pub struct SourceConfig {
 macro_rules! source_types {
     ($($variant:ident($config:ty)),* $(,)?) => {
         /// A source's type-specific configuration.
-        #[derive(Debug, Clone)]
+        #[derive(Debug, Clone, PartialEq)]
         pub enum SourceKind {
             $($variant($config),)*
         }

@@ -52,7 +52,7 @@ pub(crate) struct RawConfig {
 }
 
 /// The `http_json` source: polls a JSON endpoint of the app.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub url: Url,
     pub interval: Duration,
@@ -65,7 +65,7 @@ pub struct Config {
     pub mapping: JsonMapping,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum HttpAuth {
     None,
     Basic(Credentials),
@@ -73,7 +73,7 @@ pub enum HttpAuth {
 }
 
 /// Where the counts are in the endpoint's JSON.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JsonMapping {
     /// JSON pointer to the namespaces: an object `name → count`, or an array of objects.
     pub namespaces_pointer: String,

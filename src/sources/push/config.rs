@@ -28,7 +28,7 @@ pub(crate) struct RawConfig {
 }
 
 /// The `push` source: reports and events POSTed to the exporter's own listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Required as `Authorization: Bearer <token>` when set.
     pub token: Option<Secret>,

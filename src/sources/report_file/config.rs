@@ -19,7 +19,7 @@ pub(crate) struct RawConfig {
 }
 
 /// The `report_file` source: JSON reports on a shared volume.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Config {
     /// One report file.
     File(PathBuf),

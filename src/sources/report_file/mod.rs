@@ -12,13 +12,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use notify_debouncer_full::notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
 
 pub(crate) use self::config::Config;
 use super::context::{SourceContext, SourceType};
 use super::format;
+use crate::fs_watch::{self, Watcher};
 use crate::update::{Event, Reason, ServerCounts};
 
 /// Files larger than this are not reports.
@@ -63,7 +62,7 @@ impl SourceType for Config {
         source.cx.send(Event::Connected).await;
 
         let (wake_tx, mut wake) = mpsc::channel::<()>(1);
-        let mut watcher: Option<Debouncer<_, RecommendedCache>> = None;
+        let mut watcher: Option<Watcher> = None;
         let mut tick = tokio::time::interval(rescan);
         loop {
             tokio::select! {
@@ -73,7 +72,7 @@ impl SourceType for Config {
             }
             // (Re)watch the directory: it may have been created or replaced since.
             if watcher.is_none() {
-                watcher = watch(&source.directory, wake_tx.clone());
+                watcher = fs_watch::directory(&source.directory, DEBOUNCE, wake_tx.clone());
             }
             if !source.directory.is_dir() {
                 watcher = None;
@@ -81,24 +80,6 @@ impl SourceType for Config {
             source.scan().await;
         }
     }
-}
-
-/// Watches `directory`; any change in it wakes the scan.
-fn watch(
-    directory: &Path,
-    wake: mpsc::Sender<()>,
-) -> Option<Debouncer<notify_debouncer_full::notify::RecommendedWatcher, RecommendedCache>> {
-    let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
-        if result.is_ok() {
-            // A full channel already holds a wake-up.
-            let _ = wake.try_send(());
-        }
-    })
-    .ok()?;
-    debouncer
-        .watch(directory, RecursiveMode::NonRecursive)
-        .ok()?;
-    Some(debouncer)
 }
 
 struct ReportFiles {

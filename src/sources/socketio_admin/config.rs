@@ -36,7 +36,7 @@ pub(crate) struct RawConfig {
 }
 
 /// The `socketio_admin` source: a client of `@socket.io/admin-ui`'s admin namespace.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The WebSocket URL to dial, with `EIO=4&transport=websocket` already in the query.
     pub url: Url,
