@@ -13,5 +13,6 @@ mod cluster;
 mod dashboard;
 mod faults;
 mod otlp;
+mod reload;
 mod sources;
 mod support;

@@ -261,7 +261,7 @@ pub struct Exporter {
     child: Child,
     pub addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// A config with the tests' fast sync and the given `[[sources]]` tables.
@@ -296,6 +296,11 @@ impl Exporter {
     }
 
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Exporter {
+        Exporter::start_with(config, env, &[])
+    }
+
+    /// With extra command-line flags.
+    pub fn start_with(config: &str, env: &[(&str, &str)], args: &[&str]) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).unwrap();
@@ -310,6 +315,7 @@ impl Exporter {
             .arg("--config")
             .arg(&path)
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -339,7 +345,7 @@ impl Exporter {
             child,
             addr,
             logs,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -365,6 +371,35 @@ impl Exporter {
 
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The directory the config file is in, for files the config points to.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Replaces the config file, atomically as editors and ConfigMap volumes do.
+    pub fn write_config(&self, config: &str) {
+        let next = self.dir().join(".config.toml.new");
+        std::fs::write(&next, config).unwrap();
+        std::fs::rename(&next, self.dir().join("config.toml")).unwrap();
+    }
+
+    /// Sends SIGHUP: reload the config file.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Log events whose message is `message`.
+    pub fn logged(&self, message: &str) -> usize {
+        self.logs()
+            .iter()
+            .filter(|event| event["message"] == message)
+            .count()
     }
 
     /// Sends SIGTERM and waits for the exit status.
