@@ -132,5 +132,12 @@ fn alert_rules_follow_mixin_conventions_and_link_their_runbook_section() {
     expected.sort();
     alerts.sort();
     assert_eq!(alerts, expected, "the alerts");
-    assert_eq!(records, ["environment_namespace:websocket_connections:sum"]);
+    assert_eq!(
+        records,
+        [
+            "environment_namespace_server:websocket_connections:max",
+            "environment_namespace:websocket_connections:sum",
+            "job_instance:socketio_exporter_servers:covered"
+        ]
+    );
 }
