@@ -2,11 +2,14 @@
 //! per server in local scope and one exporter for the whole cluster. Every admin client
 //! receives every server's stats through Redis, so this is where double counting would show.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::dashboard::{panel_now, rules_path};
+use crate::support::prometheus::sample_value;
 use crate::support::redis::Redis;
-use crate::support::{App, Clients, Exporter, Scrape, admin_config, eventually};
+use crate::support::{App, Clients, Exporter, Prometheus, Scrape, admin_config, eventually};
 
 /// The tests' `stale_after_secs` (see `admin_config`).
 const STALE_AFTER: Duration = Duration::from_secs(5);
@@ -43,13 +46,16 @@ fn total(scrape: &Scrape) -> Counts {
     total
 }
 
-#[test]
-fn redis_cluster_is_counted_exactly_once_in_local_and_cluster_scope() {
-    let redis = Redis::start();
-    let ids = ["node-1", "node-2", "node-3"];
-    let start = |id: &str, port: u16| App::start_with(id, port, &["--redis", &redis.url()]);
-    let mut apps: Vec<App> = ids.iter().map(|id| start(id, 0)).collect();
+/// Starts a server behind the Redis adapter.
+fn start_server(redis: &Redis, id: &str, port: u16) -> App {
+    App::start_with(id, port, &["--redis", &redis.url()])
+}
 
+/// Three servers behind the Redis adapter, with clients spread over them and over several
+/// namespaces.
+fn start_cluster(redis: &Redis) -> (Vec<App>, Clients) {
+    let ids = ["node-1", "node-2", "node-3"];
+    let apps: Vec<App> = ids.iter().map(|id| start_server(redis, id, 0)).collect();
     let mut clients = Clients::start();
     let spread: [(&str, usize, &[&str]); 6] = [
         ("a", 0, &["/", "/chat"]),
@@ -62,6 +68,14 @@ fn redis_cluster_is_counted_exactly_once_in_local_and_cluster_scope() {
     for (id, app, namespaces) in spread {
         clients.connect(id, &apps[app], namespaces);
     }
+    (apps, clients)
+}
+
+#[test]
+fn redis_cluster_is_counted_exactly_once_in_local_and_cluster_scope() {
+    let redis = Redis::start();
+    let start = |id: &str, port: u16| start_server(&redis, id, port);
+    let (mut apps, mut clients) = start_cluster(&redis);
 
     // One sidecar per server, each connected to its own server, and one cluster exporter.
     let sidecars: Vec<Exporter> = apps
@@ -149,4 +163,127 @@ fn redis_cluster_is_counted_exactly_once_in_local_and_cluster_scope() {
     apps.push(start("node-3", port));
     clients.connect("g", &apps[2], &["/chat"]);
     eventually(Duration::from_secs(20), || exact(&apps, &sidecars));
+}
+
+/// A Prometheus that scrapes `targets` every second as the job the shipped rules expect,
+/// keeping the exporter's `namespace` label, and evaluates the shipped rules.
+fn prometheus_config(targets: &[SocketAddr]) -> String {
+    let targets: Vec<String> = targets.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
+         rule_files:\n  - {}\nscrape_configs:\n  - job_name: socketio-exporter\n    \
+         honor_labels: true\n    static_configs:\n      - targets: [{}]\n",
+        rules_path().display(),
+        targets.join(", ")
+    )
+}
+
+/// An instant query's result by namespace.
+fn by_namespace(prometheus: &Prometheus, expr: &str) -> Result<Counts, String> {
+    Ok(prometheus
+        .query(expr)?
+        .iter()
+        .map(|s| {
+            let namespace = s["metric"]["namespace"].as_str().unwrap_or("").to_owned();
+            (namespace, sample_value(s) as u64)
+        })
+        .collect())
+}
+
+/// The recording rule, the dashboard's totals and the naive sum, against the truth.
+fn replicas_counted_once(
+    prometheus: &Prometheus,
+    truth: &Counts,
+    replicas: u64,
+) -> Result<(), String> {
+    let recorded = by_namespace(
+        prometheus,
+        "environment_namespace:websocket_connections:sum{environment=\"test\"}",
+    )?;
+    if &recorded != truth {
+        return Err(format!("recorded {recorded:?} != {truth:?}"));
+    }
+    let panel = panel_now(prometheus, "Connections per namespace")?;
+    let shown: Counts = (panel.iter())
+        .map(|s| {
+            (
+                s["metric"]["namespace"].as_str().unwrap().to_owned(),
+                sample_value(s) as u64,
+            )
+        })
+        .collect();
+    if &shown != truth {
+        return Err(format!("dashboard {shown:?} != {truth:?}"));
+    }
+    let total: u64 = truth.values().sum();
+    let now = panel_now(prometheus, "Connections now")?;
+    if now.first().map(sample_value) != Some(total as f64) {
+        return Err(format!("Connections now {now:?} != {total}"));
+    }
+    // What a sum without the merge would say: every replica's copy.
+    let naive = by_namespace(prometheus, "sum by (namespace) (websocket_connections)")?;
+    let doubled: Counts = truth
+        .iter()
+        .map(|(n, c)| (n.clone(), c * replicas))
+        .collect();
+    if naive != doubled {
+        return Err(format!("naive sum {naive:?} != {doubled:?}"));
+    }
+    Ok(())
+}
+
+/// Alerts pending or firing, as `alertname instance` strings.
+fn alerts(prometheus: &Prometheus) -> BTreeSet<String> {
+    (prometheus.query("ALERTS").unwrap().iter())
+        .map(|a| {
+            let label = |name: &str| a["metric"][name].as_str().unwrap_or("").to_owned();
+            format!("{} {}", label("alertname"), label("instance"))
+        })
+        .collect()
+}
+
+#[test]
+fn two_cluster_scope_replicas_are_counted_once_and_one_down_is_no_alert() {
+    let redis = Redis::start();
+    let (apps, _clients) = start_cluster(&redis);
+    let truth = sum(apps.iter().map(|a| a.truth().without_admin()));
+    // Two replicas of the cluster exporter, each connected to a different server, as
+    // behind a Service.
+    let replicas: Vec<Exporter> = (apps[..2].iter())
+        .map(|app| Exporter::start(&admin_config(&app.url(), "scope = \"cluster\"")))
+        .collect();
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|e| e.addr).collect();
+    let prometheus = Prometheus::start(&prometheus_config(&addrs));
+    eventually(Duration::from_secs(20), || {
+        replicas_counted_once(&prometheus, &truth, 2)
+    });
+
+    // One replica goes away: the totals stay exact, and nothing alerts.
+    let mut replicas = replicas.into_iter();
+    drop(replicas.next());
+    let down = format!("up{{instance=\"{}\"}}", addrs[0]);
+    eventually(Duration::from_secs(10), || {
+        match prometheus.query(&down)?.first().map(sample_value) {
+            Some(0.0) => replicas_counted_once(&prometheus, &truth, 1),
+            other => Err(format!("{down}: {other:?}")),
+        }
+    });
+    // Three more evaluations with the replica down: still no alert, not even pending.
+    let since = Instant::now();
+    eventually(Duration::from_secs(10), || match alerts(&prometheus) {
+        active if !active.is_empty() => panic!("alerts with one replica down: {active:?}"),
+        _ if since.elapsed() < Duration::from_secs(3) => Err("waiting".to_owned()),
+        _ => Ok(()),
+    });
+
+    // The other one goes too: now the counts are unknown, and that alerts.
+    drop(replicas.next());
+    let expected = BTreeSet::from([
+        format!("SocketIOExporterDown {}", addrs[0]),
+        format!("SocketIOExporterDown {}", addrs[1]),
+    ]);
+    eventually(Duration::from_secs(10), || match alerts(&prometheus) {
+        active if active == expected => Ok(()),
+        active => Err(format!("alerts {active:?} != {expected:?}")),
+    });
 }

@@ -163,9 +163,12 @@ def check_listen(rep: Report, where: str, variant: str, workload: dict, out: str
     scope = re.search(r"^    scope: (.*)$", out, re.M).group(1)
     if variant == "cluster":
         rep.check(scope == "cluster", where, "scope = cluster", scope)
-        rep.check(workload["spec"].get("replicas") == 1, where, "one replica (two would double the count)")
-        rep.check((workload["spec"].get("strategy") or {}).get("type") == "Recreate", where,
-                  "strategy Recreate (never two exporters at once)")
+        rep.check(workload["spec"].get("replicas") == 2, where,
+                  "two replicas (the shipped rules and dashboard merge them)")
+        strategy = workload["spec"].get("strategy") or {}
+        rep.check(strategy.get("type") == "RollingUpdate"
+                  and (strategy.get("rollingUpdate") or {}).get("maxUnavailable") == 0, where,
+                  "strategy RollingUpdate with maxUnavailable 0 (never fewer replicas than asked)")
     else:
         rep.check(scope == f'local, server id "{SAMPLE_POD_NAME}"', where,
                   "local scope, server id = the pod name (downward API)", scope)

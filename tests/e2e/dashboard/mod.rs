@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::require_tool;
+use serde_json::Value;
+
+use crate::support::{Prometheus, require_tool};
 
 const DASHBOARD: &str = "grafana/dashboards/socketio-exporter.json";
 const RULES: &str = "deploy/prometheus/alerts.yml";
@@ -47,4 +49,24 @@ fn promtool(args: &[&str], file: &Path) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// The rules file for a Prometheus config's `rule_files:`.
+pub fn rules_path() -> PathBuf {
+    repo(RULES)
+}
+
+/// What target A of `panel` shows now with every variable at All, as Grafana asks
+/// Prometheus for it: for the tests outside this module.
+pub fn panel_now(prometheus: &Prometheus, panel: &str) -> Result<Vec<Value>, String> {
+    let dashboard = grafana::load_dashboard();
+    let targets = grafana::targets(&dashboard);
+    let vars = grafana::variables(&dashboard);
+    let selection = grafana::Selection::all(Duration::from_secs(60));
+    let expr = grafana::interpolate(
+        &grafana::target(&targets, panel, "A").expr,
+        &vars,
+        &selection,
+    )?;
+    prometheus.query(&expr)
 }
