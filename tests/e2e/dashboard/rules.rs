@@ -18,6 +18,7 @@ const ALERTS: &[&str] = &[
     "SocketIOExporterDown",
     "SocketIOExporterAbsent",
     "SocketIOExporterSourceDown",
+    "SocketIOExporterConfigReloadFailed",
     "SocketIOExporterReconcileDriftHigh",
     "SocketIOExporterNamespaceLimitReached",
     "SocketIOConnectionsDroppedSharply",
