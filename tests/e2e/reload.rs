@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::support::otlp::Receiver;
 use crate::support::{App, Clients, Exporter, Scrape, WEIRD_NAMESPACE, eventually, request};
 
 const WITHIN: Duration = Duration::from_secs(10);
@@ -279,4 +280,52 @@ fn config_watch_reloads_when_the_file_changes() {
         1,
         "one reload for one change"
     );
+}
+
+#[test]
+fn a_reload_turns_otlp_on_restarts_it_when_changed_and_turns_it_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::http();
+    let otlp = format!(
+        "\n[otlp]\nendpoint = \"{}\"\nprotocol = \"http/protobuf\"\ninterval_secs = 0.5\n",
+        receiver.endpoint()
+    );
+    let files = files_config(dir.path(), &["a"]);
+    let exporter = Exporter::start_with(&files, &[], &["--web.enable-lifecycle"]);
+    wait_for_connections(&exporter, &[("/a", 1)]);
+    let errors = "socketio_exporter_otlp_export_errors_total";
+
+    exporter.write_config(&format!("{files}{otlp}"));
+    assert_eq!(post_reload(&exporter).0, 200);
+    receiver.wait_for(0, WITHIN, |e| match e.connections().get("/a") {
+        Some(1) => Ok(()),
+        other => Err(format!("/a: {other:?}")),
+    });
+    assert_eq!(value(&exporter.scrape(), errors), Some(0.0));
+
+    // The environment is a resource attribute: the export restarts with the new one.
+    exporter.write_config(&format!("{}{otlp}", files.replace("\"test\"", "\"prod\"")));
+    assert_eq!(post_reload(&exporter).0, 200);
+    let after = receiver.count();
+    receiver.wait_for(after, WITHIN, |e| {
+        match e
+            .resource()
+            .get("deployment.environment.name")
+            .map(String::as_str)
+        {
+            Some("prod") => Ok(()),
+            other => Err(format!("environment {other:?}")),
+        }
+    });
+    assert_eq!(
+        exporter.scrape().value(
+            "websocket_connections",
+            &[("environment", "prod"), ("namespace", "/a")]
+        ),
+        Some(1.0)
+    );
+
+    exporter.write_config(&files);
+    assert_eq!(post_reload(&exporter).0, 200);
+    assert_eq!(value(&exporter.scrape(), errors), None, "OTLP is off");
 }
