@@ -138,14 +138,19 @@ fn sighup_applies_a_new_config_and_unchanged_sources_keep_their_connection() {
     );
     exporter.write_config(&config("test", &added));
     let watcher = Watcher::start(&exporter);
+    let sent = std::time::Instant::now();
     exporter.hangup();
     let reloaded = wait_for_reload(&exporter, started);
     wait_for_connections(
         &exporter,
         &[with_tenants.as_slice(), &[("/reports", 4)]].concat(),
     );
+    let applied = sent.elapsed();
     let scrapes = watcher.finish();
     assert!(scrapes > 10, "scraped {scrapes} times during the reload");
+    println!(
+        "SIGHUP to the added source's series: {applied:?}; {scrapes} scrapes, none without /chat"
+    );
     assert_eq!(
         exporter.logged("receiving server_stats"),
         1,
