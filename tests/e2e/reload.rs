@@ -334,3 +334,26 @@ fn a_reload_turns_otlp_on_restarts_it_when_changed_and_turns_it_off() {
     assert_eq!(post_reload(&exporter).0, 200);
     assert_eq!(value(&exporter.scrape(), errors), None, "OTLP is off");
 }
+
+#[test]
+fn a_push_source_added_by_reload_takes_pushes_and_a_removed_one_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = files_config(dir.path(), &["a"]);
+    let exporter = Exporter::start_with(&files, &[], &["--web.enable-lifecycle"]);
+    let report = br#"{"namespaces": {"/pushed": 2}}"#;
+    let push = || crate::support::post(&exporter.addr, "/push/report", &[], report).0;
+    assert_eq!(push(), 404, "no push source yet");
+
+    exporter.write_config(&format!(
+        "{files}[[sources]]\nname = \"p\"\ntype = \"push\"\n"
+    ));
+    assert_eq!(post_reload(&exporter).0, 200);
+    assert_eq!(push(), 202);
+    wait_for_connections(&exporter, &[("/a", 1), ("/pushed", 2)]);
+
+    exporter.write_config(&files);
+    assert_eq!(post_reload(&exporter).0, 200);
+    assert_eq!(push(), 404, "the push source left with the reload");
+    assert_eq!(exporter.scrape().source_up("p"), None);
+    wait_for_connections(&exporter, &[("/a", 1)]);
+}
