@@ -51,7 +51,7 @@ pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Result<T, Str
 }
 
 /// Lines a child writes, collected by a thread.
-fn collect_lines(
+pub fn collect_lines(
     stream: impl Read + Send + 'static,
 ) -> (Receiver<String>, Arc<Mutex<Vec<String>>>) {
     let (tx, rx) = channel();
