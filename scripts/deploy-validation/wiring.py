@@ -710,11 +710,70 @@ def host_port(url: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
+# The compose stack's exporters and the app each one is the sidecar of.
+SIDECARS = {"exporter": "app", "nextjs-exporter": "nextjs"}
+
+
+def app_port(app: dict) -> str | None:
+    """The port an app service serves on: PORT in its environment or its Dockerfile, or
+    the --port of its ENTRYPOINT."""
+    if "PORT" in (app.get("environment") or {}):
+        return str(app["environment"]["PORT"])
+    build = app.get("build")
+    if not build:
+        return None
+    d = parse_dockerfile(Path(build["context"]) / build.get("dockerfile", "Dockerfile"))
+    entry = d["entrypoint"]
+    return d["env"].get("PORT") or (entry[entry.index("--port") + 1] if entry and "--port" in entry else None)
+
+
+def check_sidecar(rep: Report, binary: Binary, services: dict, name: str, app_name: str,
+                  container_file, docker: dict) -> tuple[dict[str, str], int] | None:
+    """The exporter service `name` beside `app_name`; its environment and listen port."""
+    ex, app = services[name], services[app_name]
+    ewhere = f"compose {name}"
+    rep.check(ex.get("network_mode") == f"service:{app_name}", ewhere,
+              f"shares the app's network namespace (network_mode service:{app_name})")
+    rep.check(str(ex.get("user")) == docker["user"], ewhere, f"runs as the image's user {docker['user']}", str(ex.get("user")))
+    rep.check(ex.get("read_only") is True, ewhere, "read-only root filesystem")
+    rep.check("ALL" in (ex.get("cap_drop") or []), ewhere, "drops all capabilities")
+    rep.check(ex.get("build", {}).get("dockerfile") == "Dockerfile", ewhere, "builds the repository's Dockerfile")
+    rep.check("SOCKETIO_EXPORTER_REVISION" in (ex.get("build", {}).get("args") or {}), ewhere,
+              "passes SOCKETIO_EXPORTER_REVISION to the build")
+    rep.check(ex.get("profiles") == app.get("profiles"), ewhere, f"runs in the same profiles as {app_name}",
+              f"{ex.get('profiles')} vs {app.get('profiles')}")
+    command = ex.get("command") or []
+    if isinstance(command, str):
+        command = shlex.split(command)
+    env = {k: str(v) for k, v in (ex.get("environment") or {}).items()}
+    cfg_path = config_path_of(command, env, docker["env"].get("SOCKETIO_EXPORTER_CONFIG"))
+    local = container_file(name, cfg_path)
+    if not rep.check(local is not None and local.is_file(), ewhere, f"--config {cfg_path} is a mounted file"):
+        return None
+    rc, out = binary.check_config(with_config(command, str(local)), env)
+    if not rep.check(rc == 0, ewhere, f"--check-config accepts {local.relative_to(ROOT)} with the service's environment", out.strip()):
+        return None
+    port = int(re.search(r"^listen: (\S+)$", out, re.M).group(1).rsplit(":", 1)[1])
+    published = [str(p) for p in app.get("ports", []) or []]
+    rep.check(any(re.search(rf":{port}(/tcp)?$", p) for p in published), f"compose {app_name}",
+              f"publishes the exporter's port {port}", str(published))
+    endpoint = re.search(r"^    url: ws://127\.0\.0\.1:(\d+)/", out, re.M)
+    port_of_app = app_port(app)
+    rep.check(endpoint is not None and endpoint.group(1) == port_of_app, ewhere,
+              f"the config's endpoint is {app_name}'s port on loopback",
+              f"endpoint {endpoint and endpoint.group(1)}, {app_name} port {port_of_app}")
+    server_id = re.search(r'server id "([^"]*)"', out)
+    rep.check(server_id is not None and server_id.group(1) == app.get("hostname"), ewhere,
+              "server_id is the app container's hostname (admin-ui's default serverId)",
+              f"{server_id and server_id.group(1)} vs hostname {app.get('hostname')}")
+    return env, port
+
+
 def check_compose(rep: Report, binary: Binary, promtool: str, compose_file: Path, docker: dict) -> None:
     cfg = yaml.safe_load(compose_file.read_text())
     services = cfg.get("services", {})
     where = "compose"
-    for name in ("app", "exporter", "prometheus", "grafana", "otel-collector"):
+    for name in (*SIDECARS, *SIDECARS.values(), "prometheus", "grafana", "otel-collector"):
         rep.check(name in services, where, f"service {name}")
     if rep.failures:
         return
@@ -746,44 +805,12 @@ def check_compose(rep: Report, binary: Binary, promtool: str, compose_file: Path
                 return src / target[len(tgt.rstrip("/")) + 1:]
         return None
 
-    # The exporter: sidecar of the app, config checked by the binary.
-    ex, app = services["exporter"], services["app"]
-    ewhere = "compose exporter"
-    rep.check(ex.get("network_mode") == "service:app", ewhere, "shares the app's network namespace (network_mode service:app)")
-    rep.check(str(ex.get("user")) == docker["user"], ewhere, f"runs as the image's user {docker['user']}", str(ex.get("user")))
-    rep.check(ex.get("read_only") is True, ewhere, "read-only root filesystem")
-    rep.check("ALL" in (ex.get("cap_drop") or []), ewhere, "drops all capabilities")
-    rep.check(ex.get("build", {}).get("dockerfile") == "Dockerfile", ewhere, "builds the repository's Dockerfile")
-    rep.check("SOCKETIO_EXPORTER_REVISION" in (ex.get("build", {}).get("args") or {}), ewhere,
-              "passes SOCKETIO_EXPORTER_REVISION to the build")
-    command = ex.get("command") or []
-    if isinstance(command, str):
-        command = shlex.split(command)
-    env = {k: str(v) for k, v in (ex.get("environment") or {}).items()}
-    cfg_path = config_path_of(command, env, docker["env"].get("SOCKETIO_EXPORTER_CONFIG"))
-    local = container_file("exporter", cfg_path)
-    if not rep.check(local is not None and local.is_file(), ewhere, f"--config {cfg_path} is a mounted file"):
+    # Each exporter: sidecar of its app, config checked by the binary.
+    checked = {ex: check_sidecar(rep, binary, services, ex, app, container_file, docker)
+               for ex, app in SIDECARS.items()}
+    if None in checked.values():
         return
-    rc, out = binary.check_config(with_config(command, str(local)), env)
-    if not rep.check(rc == 0, ewhere, f"--check-config accepts {local.relative_to(ROOT)} with the service's environment", out.strip()):
-        return
-    port = int(re.search(r"^listen: (\S+)$", out, re.M).group(1).rsplit(":", 1)[1])
-    published = [str(p) for p in app.get("ports", []) or []]
-    rep.check(any(re.search(rf":{port}(/tcp)?$", p) for p in published), "compose app",
-              f"publishes the exporter's port {port}", str(published))
-    entry = None
-    adf = app.get("build", {})
-    if adf:
-        entry = parse_dockerfile(Path(adf["context"]) / adf["dockerfile"])["entrypoint"]
-    endpoint = re.search(r"^    url: ws://127\.0\.0\.1:(\d+)/", out, re.M)
-    app_port = entry[entry.index("--port") + 1] if entry and "--port" in entry else None
-    rep.check(endpoint is not None and endpoint.group(1) == app_port, ewhere,
-              "the config's endpoint is the demo app's --port on loopback",
-              f"endpoint {endpoint and endpoint.group(1)}, app --port {app_port}")
-    server_id = re.search(r'server id "([^"]*)"', out)
-    rep.check(server_id is not None and server_id.group(1) == app.get("hostname"), ewhere,
-              "server_id is the app container's hostname (admin-ui's default serverId)",
-              f"{server_id and server_id.group(1)} vs hostname {app.get('hostname')}")
+    env, port = checked["exporter"]
 
     # Prometheus: staged as the container sees its files, then promtool check config.
     pwhere = "compose prometheus"
@@ -809,6 +836,10 @@ def check_compose(rep: Report, binary: Binary, promtool: str, compose_file: Path
     if rep.check(job is not None, pwhere, f"a scrape job named {EXPORTER} (the PodMonitor's job label)"):
         targets = [t for sc in job.get("static_configs", []) for t in sc.get("targets", [])]
         rep.check(targets == [f"app:{port}"], pwhere, f"scrapes app:{port}", str(targets))
+        nextjs_port = checked["nextjs-exporter"][1]
+        found = [(n, sd.get("port")) for sd in job.get("dns_sd_configs", []) for n in sd.get("names", [])]
+        rep.check(("nextjs", nextjs_port) in found, pwhere,
+                  f"finds nextjs:{nextjs_port} by DNS (while the nextjs profile runs)", str(found))
         rep.check(job.get("metrics_path", "/metrics") == "/metrics", pwhere, "scrapes /metrics")
         rep.check(job.get("honor_labels") is True, pwhere, "honor_labels: true keeps the Socket.IO `namespace` label")
 
