@@ -15,7 +15,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Clients, Exporter, Scrape, admin_config, collect_lines, config, eventually, http_get,
+    Clients, Exporter, Scrape, admin_config, collect_lines, config, eventually, first_line,
+    http_get,
 };
 
 const ROUTE: &str = "/api/admin/monitoring/dashboard";
@@ -127,15 +128,12 @@ impl NextDev {
             child,
             addr: "127.0.0.1:0".parse().unwrap(),
         };
-        let deadline = Instant::now() + COMPILE;
-        let ready = loop {
-            let line = lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("npm run dev did not print its \"> Ready on\" line");
-            if let Some(ready) = line.strip_prefix("> Ready on http://") {
-                break ready.to_owned();
-            }
-        };
+        let ready = first_line(
+            &lines,
+            COMPILE,
+            |line| line.strip_prefix("> Ready on http://").map(str::to_owned),
+            || "npm run dev did not print its \"> Ready on\" line".to_owned(),
+        );
         let (addr, mode) = ready.split_once(' ').expect("address and mode");
         assert_eq!(
             mode, "(development)",
