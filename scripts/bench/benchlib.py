@@ -406,6 +406,8 @@ def group(x):
 
 def fmt_ms(seconds):
     ms = seconds * 1000
+    if ms >= 1000:
+        return f"{seconds:.2f} s"
     if ms >= 100:
         return f"{ms:.0f} ms"
     if ms >= 10:
