@@ -430,5 +430,9 @@ def machine_line():
     load = os.getloadavg()
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                               capture_output=True, text=True).stdout.strip() or "?"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    if dirty:
+        revision += " with uncommitted changes"
     return (f"{time.strftime('%Y-%m-%d')}, revision {revision}, {cpus} CPUs ({model}), "
             f"load average {load[0]:.2f} at start")
