@@ -368,7 +368,24 @@ def rss_mib(pid, field="VmRSS"):
 
 
 def cpu_seconds(pid):
-    """User + system CPU time of the process (all its threads), in seconds."""
+    """CPU time of the process, all its threads, in seconds.
+
+    The sum of the threads' scheduler run time (/proc/PID/task/*/schedstat, nanoseconds):
+    utime + stime in /proc/PID/stat count in clock ticks (10 ms), too coarse for an idle
+    exporter. Falls back to /proc/PID/stat where schedstat is missing.
+    """
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except FileNotFoundError:  # the thread just ended
+                pass
+        return total / 1e9
+    except (FileNotFoundError, PermissionError):
+        pass
     with open(f"/proc/{pid}/stat") as f:
         stat = f.read()
     fields = stat[stat.rindex(")") + 2:].split()
