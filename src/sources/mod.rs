@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use crate::config::problems::{At, Problems};
 use crate::config::sync::SyncConfig;
 use crate::namespaces::NamespaceRules;
-use crate::update::Reason;
+use crate::update::{Reason, Silence};
 
 pub use self::common::Scope;
 use self::common::{COMMON_KEYS, RawCommon};
@@ -64,6 +64,13 @@ macro_rules! source_types {
             pub fn reasons(&self) -> &'static [Reason] {
                 match self {
                     $(SourceKind::$variant(_) => <$config>::REASONS,)*
+                }
+            }
+
+            /// What a silence of this source means.
+            pub fn silence(&self) -> Silence {
+                match self {
+                    $(SourceKind::$variant(_) => <$config>::SILENCE,)*
                 }
             }
 
