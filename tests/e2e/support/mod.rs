@@ -2,6 +2,7 @@
 //! socket.io-client clients, the real exporter binary, a scrape parser, and polling.
 
 pub mod fake_server;
+pub mod node_cluster;
 pub mod otlp;
 pub mod prometheus;
 pub mod redis;
