@@ -51,6 +51,18 @@ pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Result<T, Str
     }
 }
 
+/// Polls `check` for all of `duration`, and panics at its first error: for what must stay
+/// true (a source that stays up through a quiet spell, a count that does not change).
+pub fn throughout(duration: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        if let Err(error) = check() {
+            panic!("no longer true after {:?}: {error}", started.elapsed());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Lines a child writes, collected by a thread.
 fn collect_lines(
     stream: impl Read + Send + 'static,
