@@ -583,8 +583,8 @@ fn reporter_module_pushes_reports_and_events_and_drift_is_corrected() {
                     ("namespace", "/")
                 ]
             )
-            .is_some(),
-        "{}",
+            .is_some_and(|drift| drift > 0.0),
+        "the correction's drift, on the server whose events were lost: {}",
         scrape.text
     );
     matches_truth(&exporter, &app);
