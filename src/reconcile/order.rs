@@ -27,7 +27,7 @@ pub(super) const HOLD: Duration = Duration::from_secs(1);
 pub(super) const SETTLE: Duration = Duration::from_secs(1);
 /// Per server: events waiting behind a gap, events kept for the next report's comparison,
 /// and events a comparison waits for, each at most.
-const MAX_KEPT: usize = 10_000;
+const MAX_KEPT: usize = 1024;
 
 /// Where one server's counts stand in its reporter's order of events.
 #[derive(Debug, Clone)]

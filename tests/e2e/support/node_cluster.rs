@@ -2,15 +2,13 @@
 //! one port, each instrumented with admin-ui (ids `host#pid`), joined by the Redis adapter.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{
-    START_TIMEOUT, Truth, app_dir, collect_lines, http_get, kill, terminate, wait_with_timeout,
-};
+use super::{START_TIMEOUT, Truth, http_get, kill, start_node, terminate, wait_with_timeout};
 
 pub struct NodeCluster {
     child: Child,
@@ -37,20 +35,9 @@ fn counts(value: &Value) -> BTreeMap<String, u64> {
 
 impl NodeCluster {
     pub fn start(workers: usize, redis_url: &str) -> NodeCluster {
-        let mut child = Command::new("node")
-            .current_dir(app_dir())
-            .arg("cluster.js")
-            .args(["--workers", &workers.to_string(), "--redis", redis_url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start node cluster.js");
-        let (lines, _) = collect_lines(child.stdout.take().unwrap());
-        let line = lines
-            .recv_timeout(START_TIMEOUT * 2)
-            .expect("the cluster did not report its port");
-        let listening: Value = serde_json::from_str(&line).expect("listening line is JSON");
+        let workers = workers.to_string();
+        let args = ["cluster.js", "--workers", &workers, "--redis", redis_url];
+        let (child, lines, listening) = start_node(&args, START_TIMEOUT * 2);
         NodeCluster {
             child,
             port: listening["port"].as_u64().unwrap() as u16,
