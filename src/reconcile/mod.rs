@@ -281,36 +281,52 @@ impl Inputs {
         Applied::default()
     }
 
-    /// Moves the counts of the report each event's server has, in the first source (in
-    /// config order) with a current report of that server. Events alone never create a
+    /// Moves the counts of every current report of each event's server, whichever source
+    /// holds it: the first in config order is exported, and each of the others stays a
+    /// consistent view to compare its own next report with. Events alone never create a
     /// count: without a report the starting point is unknown.
     fn deltas(&mut self, index: usize, deltas: Vec<Delta>, now: Instant) -> Applied {
         let mut applied = Applied::default();
-        let stale_after = self.stale_after;
         for delta in deltas {
-            let id = self.sources[index].server_id(delta.server_id);
-            let target = self.sources.iter_mut().find(|source| {
-                source
-                    .servers
-                    .get(&id)
-                    .is_some_and(|r| now.saturating_duration_since(r.at) <= stale_after)
-            });
-            let Some(source) = target else {
-                applied.dropped += 1;
-                continue;
-            };
-            let mut received = source.servers.remove(&id).expect("found above");
-            let key = source
-                .rules
-                .event_key(&received.namespaces, &delta.namespace);
-            match received.event(key, delta.change, delta.seq.as_ref(), now) {
-                Moved::Applied | Moved::Held | Moved::Skipped => applied.events += 1,
-                Moved::OtherBoot => applied.dropped += 1,
+            let id = self.sources[index].server_id(delta.server_id.clone());
+            let mut placed = false;
+            for source in &mut self.sources {
+                let (moved, corrected) = source.event(&id, &delta, now, self.stale_after);
+                placed |= matches!(moved, Some(Moved::Applied | Moved::Held | Moved::Skipped));
+                applied.corrected |= corrected;
             }
-            applied.corrected |= source.judge_if_due(&id, &mut received, now);
-            source.servers.insert(id, received);
+            if placed {
+                applied.events += 1;
+            } else {
+                applied.dropped += 1;
+            }
         }
         applied
+    }
+}
+
+impl SourceInput {
+    /// Applies one connection event to this source's current report of server `id`, if it
+    /// has one; returns what it did, and whether a comparison it completed corrected.
+    fn event(
+        &mut self,
+        id: &str,
+        delta: &Delta,
+        now: Instant,
+        stale_after: Duration,
+    ) -> (Option<Moved>, bool) {
+        let current = self
+            .servers
+            .get(id)
+            .is_some_and(|r| now.saturating_duration_since(r.at) <= stale_after);
+        let Some(mut received) = current.then(|| self.servers.remove(id)).flatten() else {
+            return (None, false);
+        };
+        let key = self.rules.event_key(&received.namespaces, &delta.namespace);
+        let moved = received.event(key, delta.change, delta.seq.as_ref(), now);
+        let corrected = self.judge_if_due(id, &mut received, now);
+        self.servers.insert(id.to_owned(), received);
+        (Some(moved), corrected)
     }
 }
 

@@ -674,3 +674,38 @@ async fn an_events_only_push_source_stays_up_when_quiet_and_reports_it_carries_c
         Health::Down(Reason::Stale)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn events_move_every_current_report_of_their_server_so_none_corrects_falsely() {
+    let t0 = Instant::now();
+    let mut inputs = inputs(vec![
+        source("admin", local("pod-a")),
+        source("push", local("pod-a")),
+    ]);
+    inputs.apply(0, report("pod-a", None, &[("/", 5)]), t0, EPOCH);
+    inputs.apply(1, ordered_report("b1", 10, &[("/", 5)]), t0, EPOCH);
+    let applied = inputs.apply(1, ordered_events("b1", &[(11, 1)]), t0, EPOCH);
+    assert_eq!(
+        (applied.events, applied.dropped),
+        (1, 0),
+        "one event, counted once"
+    );
+    assert_eq!(root(&inputs, t0), 6, "the exported report moved");
+    let t1 = t0 + Duration::from_secs(2);
+    assert!(
+        !inputs
+            .apply(1, ordered_report("b1", 11, &[("/", 6)]), t1, EPOCH)
+            .corrected
+    );
+    inputs.apply(0, report("pod-a", None, &[("/", 6)]), t1, EPOCH);
+    let later = t1 + SETTLE;
+    for source in &mut inputs.sources {
+        source.prune(later, STALE);
+    }
+    let snap = reconcile("prod", &inputs, later);
+    assert_eq!(
+        (snap.sources[0].corrections, snap.sources[1].corrections),
+        (0, 0)
+    );
+    assert_eq!(drift(&snap), [("pod-a", "/", 0), ("pod-a", "/", 0)]);
+}
