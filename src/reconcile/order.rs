@@ -172,13 +172,14 @@ impl Received {
         if let Some(verdict) = &mut self.verdict {
             verdict.late_event(seq, &key, change);
         }
-        if seq.n <= order.seq || order.early.contains_key(&seq.n) {
-            return Moved::Skipped;
-        }
         if order.early.len() >= MAX_KEPT {
             self.release(true, now);
         }
         let order = self.order.as_mut().expect("ordered");
+        // At or before the last event the counts include: in them already, or given up.
+        if seq.n <= order.seq || order.early.contains_key(&seq.n) {
+            return Moved::Skipped;
+        }
         order.early.insert(seq.n, (key, change));
         order.waiting_since.get_or_insert(now);
         let before = order.seq;
@@ -237,54 +238,40 @@ impl Received {
         seq: Option<Seq>,
         now: Instant,
     ) -> Option<Verdict> {
-        let Some((seq, order)) = seq
-            .clone()
-            .zip(previous.order)
-            .filter(|(s, o)| s.boot == o.boot)
-        else {
+        let same_boot = matches!((&seq, &previous.order), (Some(s), Some(o)) if s.boot == o.boot);
+        if !same_boot {
             // Unordered, or a new reporter process: no comparison across processes.
             self.order = seq.as_ref().map(Order::new);
-            let settled = previous
-                .last_event
-                .is_none_or(|at| now.saturating_duration_since(at) >= SETTLE);
-            return (seq.is_none() && previous.adjusted && settled).then(|| Verdict {
-                since: now,
-                diff: difference(&previous.namespaces, &self.namespaces),
-                wait: Wait::Settle,
-            });
+            return seq
+                .is_none()
+                .then(|| self.unordered(&previous, now))
+                .flatten();
+        }
+        let (Some(seq), Some(order)) = (seq, previous.order) else {
+            return None;
         };
         let mut diff = difference(&previous.namespaces, &self.namespaces);
         // Events after the report: in the moved counts, not in the report.
-        let after: VecDeque<_> = order.log.into_iter().filter(|(n, ..)| *n > seq.n).collect();
+        let after: VecDeque<_> = order
+            .log
+            .iter()
+            .filter(|(n, ..)| *n > seq.n)
+            .cloned()
+            .collect();
         for (_, key, change) in &after {
             apply(&mut self.namespaces, key, *change);
             *diff.entry(key.clone()).or_default() -= change;
         }
-        // Events up to the report that had not been applied: in the report only.
-        let mut early = order.early;
-        let mut missing = BTreeSet::new();
-        let gap = order.seq + 1..=seq.n;
-        if seq.n.saturating_sub(order.seq) > MAX_KEPT as u64 {
-            early.retain(|n, _| *n > seq.n);
-            missing.insert(seq.n);
-        } else {
-            for n in gap {
-                match early.remove(&n) {
-                    Some((key, change)) => *diff.entry(key).or_default() += change,
-                    None => {
-                        missing.insert(n);
-                    }
-                }
-            }
-        }
-        self.order = Some(Order {
-            boot: order.boot,
+        let applied = order.seq;
+        let mut order = Order {
             base: seq.n,
-            seq: order.seq.max(seq.n),
+            seq: applied.max(seq.n),
             log: after,
-            waiting_since: (!early.is_empty()).then_some(now),
-            early,
-        });
+            ..order
+        };
+        let missing = order.take_gap(applied, seq.n, &mut diff);
+        order.waiting_since = (!order.early.is_empty()).then_some(now);
+        self.order = Some(order);
         self.release(false, now);
         let wait = if missing.is_empty() {
             Wait::Nothing
@@ -299,6 +286,47 @@ impl Received {
             diff,
             wait,
         })
+    }
+
+    /// An unordered report's comparison with the counts events moved, unless an event came
+    /// within [`SETTLE`] before it.
+    fn unordered(&self, previous: &Received, now: Instant) -> Option<Verdict> {
+        let settled = previous
+            .last_event
+            .is_none_or(|at| now.saturating_duration_since(at) >= SETTLE);
+        (previous.adjusted && settled).then(|| Verdict {
+            since: now,
+            diff: difference(&previous.namespaces, &self.namespaces),
+            wait: Wait::Settle,
+        })
+    }
+}
+
+impl Order {
+    /// Events `applied + 1 ..= upto` are in a report but not yet in the moved counts: those
+    /// held early join the comparison `diff`; returns the others, still to come.
+    fn take_gap(
+        &mut self,
+        applied: u64,
+        upto: u64,
+        diff: &mut BTreeMap<String, i64>,
+    ) -> BTreeSet<u64> {
+        let mut missing = BTreeSet::new();
+        if upto.saturating_sub(applied) > MAX_KEPT as u64 {
+            // Too many to wait for one by one: judged with what came, after the hold.
+            self.early.retain(|n, _| *n > upto);
+            missing.insert(upto);
+            return missing;
+        }
+        for n in applied + 1..=upto {
+            match self.early.remove(&n) {
+                Some((key, change)) => *diff.entry(key).or_default() += change,
+                None => {
+                    missing.insert(n);
+                }
+            }
+        }
+        missing
     }
 }
 

@@ -556,6 +556,9 @@ async fn a_lost_ordered_event_is_a_correction_after_the_hold() {
     let t1 = t0 + HOLD;
     inputs.sources[0].prune(t1, STALE);
     assert_eq!(root(&inputs, t1), 6);
+    // Given up on: should 11 come after all, it is not applied behind the order's back.
+    inputs.apply(0, ordered_events("b1", &[(11, -1)]), t1, EPOCH);
+    assert_eq!(root(&inputs, t1), 6);
     // The report includes 11: 5 - 1 + 1.
     let t2 = t0 + Duration::from_secs(2);
     assert!(
