@@ -5,6 +5,8 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use crate::support::{
     App, Clients, Exporter, Scrape, admin_config, config, eventually, post, throughout,
 };
@@ -53,12 +55,17 @@ fn reporter_events_under_steady_churn_end_exact_without_a_correction() {
         "[[sources]]\ntype = \"push\"\nserver_id = \"app-churn\"",
     ));
     let push_url = format!("http://{}", exporter.addr);
+    // The reporter also writes its report to a file, for the test to read its order.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.json");
     let app = App::start_with(
         "app-churn",
         0,
         &[
             "--no-admin-ui",
             "--cleanup-empty-children",
+            "--report-file",
+            file.to_str().unwrap(),
             "--push-url",
             &push_url,
             "--push-events",
@@ -103,6 +110,19 @@ fn reporter_events_under_steady_churn_end_exact_without_a_correction() {
     );
 
     let scrape = eventually(Duration::from_secs(8), || exact(&exporter, &app));
+    // Version 2: the reporter numbered every event once, and its report says so.
+    eventually(Duration::from_secs(5), || {
+        let report: Value = serde_json::from_slice(&std::fs::read(&file).unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        match (&report["version"], &report["boot"], report["seq"].as_u64()) {
+            (Value::Number(v), Value::String(_), Some(seq))
+                if v.as_u64() == Some(2) && seq == events as u64 =>
+            {
+                Ok(())
+            }
+            _ => Err(format!("{report}")),
+        }
+    });
     let judged = drift(&scrape);
     println!(
         "corrections {:?}, drift {judged:?}",
