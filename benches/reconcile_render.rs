@@ -23,6 +23,7 @@ fn report(namespaces: usize) -> Event {
             .map(|i| (format!("/tenant-{i}"), (i % 50) as u64))
             .collect(),
         age: Duration::ZERO,
+        seq: None,
     })
 }
 

@@ -77,8 +77,8 @@ pub(crate) const RECONCILE_DRIFT: Metric = Metric {
     otlp: None,
     unit: None,
     kind: Kind::Gauge,
-    help: "Per namespace, how far the counts moved by connection events were from the next \
-           full report, at the last comparison (0: they agreed).",
+    help: "Per server and namespace, how far the counts moved by connection events were \
+           from the next full report, at the last comparison (0: they agreed).",
 };
 
 pub(crate) const RECONCILE_CORRECTIONS: Metric = Metric {

@@ -16,13 +16,15 @@ pub struct Snapshot {
     pub clients: Vec<Clients>,
     /// One entry per configured source, in config order.
     pub sources: Vec<SourceStatus>,
-    /// Per source and namespace, the drift the last correction found.
+    /// Per source, server and namespace, the drift the last comparison found.
     pub drift: Vec<Drift>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Drift {
     pub source: String,
+    /// The server id, in either scope: drift is a property of one server's event stream.
+    pub server: String,
     pub namespace: String,
     pub value: u64,
 }

@@ -4,6 +4,7 @@
 //! dependencies run one way: sources → update ← reconcile.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a source tells the sync loop.
@@ -46,6 +47,17 @@ pub struct ServerCounts {
     pub namespaces: Vec<(String, u64)>,
     /// How old the counts already were when the source got them.
     pub age: Duration,
+    /// Version 2: the reporter process and the last of its connection events these counts
+    /// include.
+    pub seq: Option<Seq>,
+}
+
+/// A position in one reporter process's stream of connection events: `n` is monotonic
+/// within the process `boot` names, and a new `boot` starts the order again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seq {
+    pub boot: Arc<str>,
+    pub n: u64,
 }
 
 /// One namespace socket connected (`+1`) or disconnected (`-1`).
@@ -54,6 +66,20 @@ pub struct Delta {
     pub server_id: Option<String>,
     pub namespace: String,
     pub change: i64,
+    /// Version 2: the event's place in its reporter's order.
+    pub seq: Option<Seq>,
+}
+
+/// What a connected source's silence means: how reconcile judges a source that has no
+/// fresh counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Silence {
+    /// Counts are expected every so often: without any for `stale_after_secs` the source is
+    /// down with this reason.
+    Stale(Reason),
+    /// The source listens for pushes, and may carry only connection events: it is up while
+    /// it listens, and down ([`Reason::Stale`]) only when reports it carried go stale.
+    Listens,
 }
 
 /// Why a source is down or an attempt failed. A closed set: these are the values of the
@@ -77,8 +103,11 @@ pub enum Reason {
     Closed,
     /// The server sent something that is not the protocol.
     Protocol,
-    /// Connected, but no counts arrived within `stale_after_secs`.
+    /// Connected to admin-ui, but no `server_stats` arrived within `stale_after_secs`.
     StatsTimeout,
+    /// The source's newest report is older than `stale_after_secs`: the app stopped writing
+    /// or pushing reports.
+    Stale,
     /// Local scope: counts arrive, but none carries this exporter's server id.
     ServerIdNotSeen,
     /// No answer within the timeout.
@@ -111,6 +140,7 @@ impl Reason {
             Reason::Closed => "closed",
             Reason::Protocol => "protocol",
             Reason::StatsTimeout => "stats_timeout",
+            Reason::Stale => "stale",
             Reason::ServerIdNotSeen => "server_id_not_seen",
             Reason::Timeout => "timeout",
             Reason::HttpStatus => "http_status",

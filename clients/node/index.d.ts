@@ -11,8 +11,13 @@ export interface SocketIoServer {
 
 /** schemas/report.schema.json */
 export interface Report {
-  version?: 1;
+  /** 2 with boot and seq (events on), else 1. */
+  version?: 1 | 2;
   server_id?: string;
+  /** Version 2: the reporter process, a random id chosen at start. */
+  boot?: string;
+  /** Version 2: the seq of the last event the report includes (0 before the first). */
+  seq?: number;
   generated_at?: string;
   clients?: number;
   namespaces: Record<string, number>;
@@ -22,6 +27,16 @@ export interface Report {
 export interface ConnectionEvent {
   type: "connect" | "disconnect";
   namespace: string;
+  /** Version 2: the event's number within the reporter's boot. Not yet set in eventFilter. */
+  seq?: number;
+}
+
+/** schemas/events.schema.json: the body of one events push. */
+export interface EventBatch {
+  version?: 1 | 2;
+  server_id?: string;
+  boot?: string;
+  events: ConnectionEvent[];
 }
 
 export interface ReporterOptions {
@@ -87,4 +102,7 @@ export const DEFAULTS: Readonly<{
 }>;
 
 export function createReporter(io: SocketIoServer, options: ReporterOptions): Reporter;
-export function buildReport(io: SocketIoServer, options?: { serverId?: string }): Report;
+export function buildReport(
+  io: SocketIoServer,
+  options?: { serverId?: string; boot?: string; seq?: number },
+): Report;

@@ -10,15 +10,19 @@
 //   events   connect/disconnect events, POSTed in batches to <pushUrl>/push/events
 // The formats are schemas/report.schema.json and schemas/events.schema.json.
 //
-// Ordering is what keeps the exporter's drift figure honest: pushes go out one
-// at a time, in order, and every report is cut at the same synchronous moment
-// as the event buffer. So every event that happened before a report's snapshot
-// reaches the exporter before that report, and every later event after it; a
-// correct event stream then never disagrees with the next report.
+// Ordering is what keeps the exporter's drift figure honest. With events on,
+// reports and events are version 2: this reporter names itself with a random
+// `boot`, numbers every event it sends (`seq`, 1, 2, 3, ...), and each report
+// says which seq it was cut at. The exporter then applies only the events after
+// a report, holds one that overtook another, and never counts one twice, so a
+// correct event stream never disagrees with the next report even if requests
+// race. Pushes also go out one at a time, in order, and every report is cut at
+// the same synchronous moment as the event buffer, so races are rare anyway.
 //
 // Nothing here throws into the app after createReporter() returns: failures go
 // to onError, and what could not be delivered is dropped and counted (stats()).
 
+const crypto = require("node:crypto");
 const fs = require("node:fs");
 const http = require("node:http");
 const https = require("node:https");
@@ -26,7 +30,9 @@ const path = require("node:path");
 
 const { version: VERSION } = require("./package.json");
 
-const REPORT_VERSION = 1;
+// Version 1 without events; version 2 (boot and seq) orders reports and events.
+const UNORDERED_VERSION = 1;
+const ORDERED_VERSION = 2;
 const USER_AGENT = `socketio-exporter-reporter/${VERSION} node/${process.versions.node}`;
 
 const DEFAULTS = Object.freeze({
@@ -83,9 +89,10 @@ class ReporterError extends Error {
 /**
  * The full report of one Socket.IO server, as a plain object in the format of
  * schemas/report.schema.json. Exported so that an app can also serve it from
- * its own endpoint (for the exporter's http_json source).
+ * its own endpoint (for the exporter's http_json source). With `boot` (and
+ * `seq`, the last event the counts include) it is a version 2 report.
  */
-function buildReport(io, { serverId } = {}) {
+function buildReport(io, { serverId, boot, seq } = {}) {
   // Count io._nsps, not io.sockets: io.sockets is only the root namespace "/"
   // (io.sockets.sockets.size missing /chat is the bug this project started
   // from). io._nsps is the server's map of every concrete namespace: static
@@ -98,8 +105,12 @@ function buildReport(io, { serverId } = {}) {
   for (const [name, nsp] of io._nsps) {
     namespaces[name] = nsp.sockets.size;
   }
-  const report = { version: REPORT_VERSION };
+  const report = { version: boot ? ORDERED_VERSION : UNORDERED_VERSION };
   if (serverId) report.server_id = serverId;
+  if (boot) {
+    report.boot = boot;
+    report.seq = seq || 0;
+  }
   report.generated_at = new Date().toISOString();
   const clients = io.engine ? io.engine.clientsCount : undefined;
   if (Number.isSafeInteger(clients) && clients >= 0) report.clients = clients;
@@ -262,6 +273,11 @@ function createReporter(io, options = {}) {
     lastError: null,
   };
 
+  // The event order (see the top of this file): this reporter's process for the
+  // exporter, and the seq of the last event numbered.
+  const boot = cfg.events ? crypto.randomUUID() : undefined;
+  let seq = 0;
+
   const onError = cfg.onError || rateLimitedWarn();
   const fail = (err) => {
     counters.lastError = err.message;
@@ -376,7 +392,10 @@ function createReporter(io, options = {}) {
     if (isReport) {
       body = item.report;
     } else {
-      body = cfg.serverId ? { server_id: cfg.serverId, events: item.events } : { events: item.events };
+      body = { version: ORDERED_VERSION };
+      if (cfg.serverId) body.server_id = cfg.serverId;
+      body.boot = boot;
+      body.events = item.events;
     }
     const what = isReport ? "report" : `${item.events.length} event${item.events.length === 1 ? "" : "s"}`;
     const lost = () => {
@@ -507,6 +526,10 @@ function createReporter(io, options = {}) {
         }
         return;
       }
+      // Numbered only once it is sent for sure: a filtered or dropped event
+      // leaves no gap, and the next report corrects the counts.
+      seq += 1;
+      event.seq = seq;
       buffer.push(event);
       if (buffer.length >= cfg.eventBatchSize) {
         cutEvents();
@@ -612,7 +635,9 @@ function createReporter(io, options = {}) {
 
   function snapshot() {
     try {
-      return buildReport(io, { serverId: cfg.serverId });
+      // Synchronous with the event buffer's cut: the report includes exactly
+      // the events numbered so far.
+      return buildReport(io, { serverId: cfg.serverId, boot, seq });
     } catch (err) {
       fail(new ReporterError("snapshot", `reading the Socket.IO counts failed: ${err && err.message}`, { cause: err }));
       return null;

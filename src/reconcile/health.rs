@@ -1,5 +1,5 @@
 //! The health of a connected source that has no fresh counts in its scope: still waiting,
-//! kept up by its events, reporting only foreign servers, or down.
+//! listening for pushes, reporting only foreign servers, or down.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::SourceInput;
 use crate::snapshot::Health;
 use crate::sources::Scope;
-use crate::update::Reason;
+use crate::update::{Reason, Silence};
 
 /// How many foreign server ids a `server_id_not_seen` warning lists.
 const SEEN_IDS_SHOWN: usize = 10;
@@ -20,12 +20,13 @@ pub(super) fn without_counts(
     now: Instant,
     stale_after: Duration,
 ) -> Health {
-    let events_flow = source
-        .last_events
-        .is_some_and(|at| now.saturating_duration_since(at) <= stale_after);
-    if events_flow {
-        return Health::Up;
-    }
+    // Quiet is not unknown: a push source that never carried reports has none to lose, and
+    // the events it carries move other sources' reports.
+    let reason = match source.silence {
+        Silence::Listens if !source.carried_reports => return Health::Up,
+        Silence::Listens => Reason::Stale,
+        Silence::Stale(reason) => reason,
+    };
     if now.saturating_duration_since(since) <= stale_after {
         return Health::Pending;
     }
@@ -40,6 +41,6 @@ pub(super) fn without_counts(
                     .collect(),
             }
         }
-        _ => Health::Down(Reason::StatsTimeout),
+        _ => Health::Down(reason),
     }
 }

@@ -71,6 +71,7 @@ mod tests {
             clients: None,
             namespaces: vec![("/chat".into(), 3)],
             age: Duration::ZERO,
+            seq: None,
         };
         inputs.apply(
             0,

@@ -11,10 +11,13 @@
 //! - A namespace missing from a server's latest report is not exported for that server.
 //! - Connection events move the counts of the report they apply to at once; the next full
 //!   report of that server is authoritative, and where it disagrees with the moved counts
-//!   the difference is a correction, counted and exported as drift.
+//!   the difference is a correction, counted and exported as drift per server and
+//!   namespace. Ordered events are never counted twice, and a race in flight is never a
+//!   correction (see `order.rs`).
 
 mod health;
 mod layout;
+mod order;
 mod sync_loop;
 #[cfg(test)]
 mod tests;
@@ -25,11 +28,12 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 pub(crate) use self::layout::Layout;
+use self::order::{Moved, Order, Verdict};
 pub(crate) use self::sync_loop::{SyncLoop, run};
 use crate::namespaces::NamespaceRules;
 use crate::snapshot::{Clients, Connections, Drift, Health, Snapshot, SourceStatus};
 use crate::sources::{Scope, SourceConfig};
-use crate::update::{Delta, Event, Reason, ServerCounts};
+use crate::update::{Delta, Event, Reason, ServerCounts, Silence};
 
 /// Servers kept per source; counts from further server ids are ignored.
 const MAX_SERVERS: usize = 1024;
@@ -47,13 +51,15 @@ pub struct SourceInput {
     pub servers: BTreeMap<String, Received>,
     /// When the newest in-scope report arrived.
     pub last_success: Option<SystemTime>,
-    /// Per namespace, the drift the last comparison of events against a full report found.
-    pub drift: BTreeMap<String, u64>,
+    /// Per server and namespace, the drift the last comparison of events against a full
+    /// report found; a server's entries leave with it.
+    pub drift: BTreeMap<String, BTreeMap<String, u64>>,
     /// Full reports that corrected event-moved counts, since start.
     pub corrections: u64,
-    /// When connection events from this source last moved a current report (of any
-    /// source): an events-only push source is up while they flow.
-    pub last_events: Option<Instant>,
+    /// What the source's silence means.
+    pub silence: Silence,
+    /// The source has delivered a report since start.
+    pub carried_reports: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +81,14 @@ pub struct Received {
     pub namespaces: BTreeMap<String, u64>,
     /// Namespace values summed into the overflow value by the cap.
     pub folded: usize,
-    /// Connection events moved the counts since the report.
+    /// Unordered connection events moved the counts since the report.
     pub adjusted: bool,
+    /// When an unordered connection event last moved the counts.
+    pub last_event: Option<Instant>,
+    /// Version 2: where the counts stand in their reporter's order of events.
+    pub order: Option<Order>,
+    /// This report's comparison with the event-moved counts, until it can be judged.
+    pub verdict: Option<Verdict>,
 }
 
 /// What applying an event did, for the loop's counters.
@@ -92,12 +104,15 @@ pub struct Applied {
 
 impl SourceInput {
     pub fn new(config: &SourceConfig) -> SourceInput {
-        SourceInput::empty(
-            config.name.clone(),
-            config.scope.clone(),
-            config.own_server_id.clone(),
-            config.namespaces.clone(),
-        )
+        SourceInput {
+            silence: config.kind.silence(),
+            ..SourceInput::empty(
+                config.name.clone(),
+                config.scope.clone(),
+                config.own_server_id.clone(),
+                config.namespaces.clone(),
+            )
+        }
     }
 
     /// A source that has not connected yet.
@@ -117,7 +132,8 @@ impl SourceInput {
             last_success: None,
             drift: BTreeMap::new(),
             corrections: 0,
-            last_events: None,
+            silence: Silence::Stale(Reason::StatsTimeout),
+            carried_reports: false,
         }
     }
 
@@ -130,59 +146,94 @@ impl SourceInput {
         if !matches!(self.link, Link::Connected { .. }) {
             self.link = Link::Connected { since: now };
         }
+        self.carried_reports = true;
         let id = self.server_id(report.server_id);
         let at = now.checked_sub(report.age).unwrap_or(now);
         let previous = self.servers.get(&id);
-        if previous.is_some_and(|p| p.at > at)
-            || (previous.is_none() && self.servers.len() >= MAX_SERVERS)
+        let older = |p: &Received| match (&p.order, &report.seq) {
+            (Some(order), Some(seq)) => order.is_after(seq),
+            _ => p.at > at,
+        };
+        if previous.is_some_and(older) || (previous.is_none() && self.servers.len() >= MAX_SERVERS)
         {
             return false;
         }
         let folded = self.rules.fold(report.namespaces);
+        let mut received = Received {
+            at,
+            clients: report.clients,
+            namespaces: folded.namespaces,
+            folded: folded.folded,
+            adjusted: false,
+            last_event: None,
+            order: report.seq.as_ref().map(Order::new),
+            verdict: None,
+        };
         let mut corrected = false;
-        if let Some(previous) = previous.filter(|p| p.adjusted) {
-            let names: HashSet<&String> = previous
-                .namespaces
-                .keys()
-                .chain(folded.namespaces.keys())
-                .collect();
-            for name in names {
-                let moved = previous.namespaces.get(name).copied().unwrap_or(0);
-                let truth = folded.namespaces.get(name).copied().unwrap_or(0);
-                let drift = moved.abs_diff(truth);
-                corrected |= drift > 0;
-                if self.drift.contains_key(name) || self.drift.len() < self.rules.max {
-                    self.drift.insert(name.clone(), drift);
+        if let Some(mut previous) = self.servers.remove(&id) {
+            if let Some(verdict) = previous.verdict.take() {
+                if verdict.judged_when_replaced(now) {
+                    corrected |= self.judge(&id, verdict);
                 }
+            }
+            received.verdict = received.follow(previous, report.seq, now);
+        }
+        corrected |= self.judge_if_due(&id, &mut received, now);
+        if self.scope.includes(&id) {
+            self.last_success = Some(wall);
+        }
+        self.servers.insert(id, received);
+        corrected
+    }
+
+    /// Judges a report's comparison: a correction when the counts disagree; the drift per
+    /// namespace is kept (bounded by the namespace cap) until the server leaves.
+    fn judge(&mut self, id: &str, verdict: Verdict) -> bool {
+        let drift = self.drift.entry(id.to_owned()).or_default();
+        let mut corrected = false;
+        for (name, difference) in verdict.diff {
+            let difference = difference.unsigned_abs();
+            corrected |= difference > 0;
+            if drift.contains_key(&name) || drift.len() < self.rules.max {
+                drift.insert(name, difference);
             }
         }
         if corrected {
             self.corrections += 1;
         }
-        if self.scope.includes(&id) {
-            self.last_success = Some(wall);
-        }
-        self.servers.insert(
-            id,
-            Received {
-                at,
-                clients: report.clients,
-                namespaces: folded.namespaces,
-                folded: folded.folded,
-                adjusted: false,
-            },
-        );
         corrected
+    }
+
+    fn judge_if_due(&mut self, id: &str, received: &mut Received, now: Instant) -> bool {
+        match received.verdict.take() {
+            Some(verdict) if verdict.due(now) => self.judge(id, verdict),
+            verdict => {
+                received.verdict = verdict;
+                false
+            }
+        }
     }
 
     /// Forgets reports that can no longer count, so memory follows the live servers, and
     /// drift of namespaces no report holds any more.
+    /// Also judges the comparisons that are due and gives up on event gaps held too long.
     pub fn prune(&mut self, now: Instant, stale_after: Duration) {
         self.servers
             .retain(|_, r| now.saturating_duration_since(r.at) <= stale_after);
+        let mut servers = std::mem::take(&mut self.servers);
+        for (id, received) in &mut servers {
+            received.expire_gaps(now);
+            self.judge_if_due(id, received, now);
+        }
+        self.servers = servers;
         let servers = &self.servers;
-        self.drift
-            .retain(|name, _| servers.values().any(|r| r.namespaces.contains_key(name)));
+        self.drift.retain(|id, drift| {
+            let Some(received) = servers.get(id) else {
+                return false;
+            };
+            drift.retain(|name, _| received.namespaces.contains_key(name));
+            !drift.is_empty()
+        });
     }
 
     fn fresh(
@@ -214,10 +265,12 @@ impl Inputs {
             Event::Down(reason) => {
                 source.link = Link::Down(reason);
                 source.servers.clear();
+                source.drift.clear();
             }
             Event::Forget(id) => {
                 let id = source.server_id(id);
                 source.servers.remove(&id);
+                source.drift.remove(&id);
             }
             Event::Counts(counts) => {
                 return Applied {
@@ -230,36 +283,52 @@ impl Inputs {
         Applied::default()
     }
 
-    /// Moves the counts of the report each event's server has, in the first source (in
-    /// config order) with a current report of that server. Events alone never create a
+    /// Moves the counts of every current report of each event's server, whichever source
+    /// holds it: the first in config order is exported, and each of the others stays a
+    /// consistent view to compare its own next report with. Events alone never create a
     /// count: without a report the starting point is unknown.
     fn deltas(&mut self, index: usize, deltas: Vec<Delta>, now: Instant) -> Applied {
         let mut applied = Applied::default();
-        let stale_after = self.stale_after;
         for delta in deltas {
-            let id = self.sources[index].server_id(delta.server_id);
-            let target = self.sources.iter_mut().find_map(|source| {
-                let rules = &source.rules;
-                source
-                    .servers
-                    .get_mut(&id)
-                    .filter(|r| now.saturating_duration_since(r.at) <= stale_after)
-                    .map(|received| (rules, received))
-            });
-            let Some((rules, received)) = target else {
+            let id = self.sources[index].server_id(delta.server_id.clone());
+            let mut placed = false;
+            for source in &mut self.sources {
+                let (moved, corrected) = source.event(&id, &delta, now, self.stale_after);
+                placed |= matches!(moved, Some(Moved::Applied | Moved::Held | Moved::Skipped));
+                applied.corrected |= corrected;
+            }
+            if placed {
+                applied.events += 1;
+            } else {
                 applied.dropped += 1;
-                continue;
-            };
-            let key = rules.event_key(&received.namespaces, &delta.namespace);
-            let count = received.namespaces.entry(key).or_default();
-            *count = count.saturating_add_signed(delta.change);
-            received.adjusted = true;
-            applied.events += 1;
-        }
-        if applied.events > 0 {
-            self.sources[index].last_events = Some(now);
+            }
         }
         applied
+    }
+}
+
+impl SourceInput {
+    /// Applies one connection event to this source's current report of server `id`, if it
+    /// has one; returns what it did, and whether a comparison it completed corrected.
+    fn event(
+        &mut self,
+        id: &str,
+        delta: &Delta,
+        now: Instant,
+        stale_after: Duration,
+    ) -> (Option<Moved>, bool) {
+        let current = self
+            .servers
+            .get(id)
+            .is_some_and(|r| now.saturating_duration_since(r.at) <= stale_after);
+        let Some(mut received) = current.then(|| self.servers.remove(id)).flatten() else {
+            return (None, false);
+        };
+        let key = self.rules.event_key(&received.namespaces, &delta.namespace);
+        let moved = received.event(key, delta.change, delta.seq.as_ref(), now);
+        let corrected = self.judge_if_due(id, &mut received, now);
+        self.servers.insert(id.to_owned(), received);
+        (Some(moved), corrected)
     }
 }
 
@@ -282,10 +351,13 @@ pub fn reconcile(environment: &str, inputs: &Inputs, now: Instant) -> Snapshot {
                 None => health::without_counts(source, since, now, stale_after),
             },
         };
-        drift.extend(source.drift.iter().map(|(namespace, value)| Drift {
-            source: source.name.clone(),
-            namespace: namespace.clone(),
-            value: *value,
+        drift.extend(source.drift.iter().flat_map(|(server, namespaces)| {
+            namespaces.iter().map(|(namespace, value)| Drift {
+                source: source.name.clone(),
+                server: server.clone(),
+                namespace: namespace.clone(),
+                value: *value,
+            })
         }));
         statuses.push(SourceStatus {
             name: source.name.clone(),

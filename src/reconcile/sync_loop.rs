@@ -130,7 +130,8 @@ impl SyncLoop {
 }
 
 /// Logs the sources whose health changed between two snapshots. Sources count their own
-/// failures; the one fault only reconcile can see, a foreign server id, is counted here.
+/// failures; the faults only reconcile can see, stale reports and a foreign server id, are
+/// counted here.
 fn log_health_changes(previous: &Snapshot, next: &Snapshot, telemetry: &Telemetry) {
     for status in &next.sources {
         let before = previous
@@ -146,6 +147,9 @@ fn log_health_changes(previous: &Snapshot, next: &Snapshot, telemetry: &Telemetr
             Health::Up => tracing::info!(source, "source is up: exporting its counts"),
             Health::Pending => {}
             Health::Down(reason) => {
+                if *reason == Reason::Stale {
+                    telemetry.source_error(source, Reason::Stale);
+                }
                 tracing::warn!(source, %reason, "source is down: its connection series are withdrawn")
             }
             Health::ForeignServers { own, seen } => {

@@ -1,5 +1,7 @@
+use self::order::{HOLD, SETTLE};
 use super::*;
 use crate::namespaces::OVERFLOW_NAMESPACE;
+use crate::update::Seq;
 
 const STALE: Duration = Duration::from_secs(10);
 const EPOCH: SystemTime = SystemTime::UNIX_EPOCH;
@@ -13,6 +15,7 @@ fn report(server_id: &str, clients: Option<u64>, namespaces: &[(&str, u64)]) -> 
             .map(|(n, c)| (n.to_string(), *c))
             .collect(),
         age: Duration::ZERO,
+        seq: None,
     })
 }
 
@@ -21,6 +24,7 @@ fn delta(server_id: &str, namespace: &str, change: i64) -> Delta {
         server_id: Some(server_id.into()),
         namespace: namespace.into(),
         change,
+        seq: None,
     }
 }
 
@@ -138,6 +142,7 @@ async fn old_reports_are_stale_on_arrival_and_never_replace_newer_ones() {
             clients: None,
             namespaces: vec![("/".into(), n)],
             age: Duration::from_secs(age),
+            seq: None,
         })
     };
     inputs.apply(0, aged(1, 2), t0, EPOCH);
@@ -254,6 +259,7 @@ async fn reports_without_a_server_id_belong_to_the_own_server() {
             clients: None,
             namespaces: vec![("/".into(), 2)],
             age: Duration::ZERO,
+            seq: None,
         }),
         t0,
         EPOCH,
@@ -304,7 +310,8 @@ async fn events_move_counts_and_the_next_report_corrects_them() {
         "events move the gauge at once"
     );
 
-    // The app lost a disconnect event: the report says / has 5.
+    // The app lost a disconnect event: the report says / has 5. Unordered events are
+    // judged once the window around the report has settled.
     let t1 = t0 + Duration::from_secs(2);
     let applied = inputs.apply(
         0,
@@ -312,7 +319,8 @@ async fn events_move_counts_and_the_next_report_corrects_them() {
         t1,
         EPOCH,
     );
-    assert!(applied.corrected);
+    assert!(!applied.corrected, "not settled yet");
+    let t1 = t1 + SETTLE;
     inputs.sources[0].prune(t1, STALE);
     let snap = reconcile("prod", &inputs, t1);
     assert_eq!(snap.sources[0].corrections, 1);
@@ -324,12 +332,14 @@ async fn events_move_counts_and_the_next_report_corrects_them() {
             row("/new", None, 1)
         ]
     );
-    let drift: Vec<_> = snap
-        .drift
-        .iter()
-        .map(|d| (d.namespace.as_str(), d.value))
-        .collect();
-    assert_eq!(drift, [("/", 1), ("/chat", 0), ("/new", 0)]);
+    assert_eq!(
+        drift(&snap),
+        [
+            ("pod-a", "/", 1),
+            ("pod-a", "/chat", 0),
+            ("pod-a", "/new", 0)
+        ]
+    );
 
     // Without events in between, a report is no correction.
     let t2 = t1 + Duration::from_secs(2);
@@ -403,6 +413,7 @@ async fn prune_forgets_stale_servers() {
             clients: None,
             namespaces: vec![],
             age: Duration::ZERO,
+            seq: None,
         },
         t0,
         EPOCH,
@@ -413,10 +424,291 @@ async fn prune_forgets_stale_servers() {
             clients: None,
             namespaces: vec![],
             age: Duration::ZERO,
+            seq: None,
         },
         t0 + STALE,
         EPOCH,
     );
     s.prune(t0 + STALE + Duration::from_secs(1), STALE);
     assert_eq!(s.servers.keys().collect::<Vec<_>>(), ["b"]);
+}
+
+fn drift(snapshot: &Snapshot) -> Vec<(&str, &str, u64)> {
+    snapshot
+        .drift
+        .iter()
+        .map(|d| (d.server.as_str(), d.namespace.as_str(), d.value))
+        .collect()
+}
+
+fn seq(boot: &str, n: u64) -> Option<Seq> {
+    Some(Seq {
+        boot: boot.into(),
+        n,
+    })
+}
+
+/// A version 2 report of `pod-a` that includes the events up to `n`.
+fn ordered_report(boot: &str, n: u64, namespaces: &[(&str, u64)]) -> Event {
+    let Event::Counts(mut counts) = report("pod-a", None, namespaces) else {
+        unreachable!()
+    };
+    counts.seq = seq(boot, n);
+    Event::Counts(counts)
+}
+
+/// Version 2 events of `pod-a` in `/`: `(seq, change)`.
+fn ordered_events(boot: &str, events: &[(u64, i64)]) -> Event {
+    Event::Deltas(
+        events
+            .iter()
+            .map(|&(n, change)| Delta {
+                seq: seq(boot, n),
+                ..delta("pod-a", "/", change)
+            })
+            .collect(),
+    )
+}
+
+/// A push source carrying a reporter's reports and events, as one process `b1`.
+fn pushed() -> (Inputs, Instant) {
+    let t0 = Instant::now();
+    let mut inputs = connected(local("pod-a"), t0);
+    inputs.apply(0, ordered_report("b1", 10, &[("/", 5)]), t0, EPOCH);
+    (inputs, t0)
+}
+
+fn root(inputs: &Inputs, now: Instant) -> u64 {
+    counts(&reconcile("prod", inputs, now))
+        .into_iter()
+        .find(|(ns, ..)| ns == "/")
+        .map(|(.., n)| n)
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn ordered_events_the_report_includes_are_never_counted_twice() {
+    let (mut inputs, t0) = pushed();
+    // 9 and 10 are in the report; 11 is new; 11 again is a duplicate.
+    inputs.apply(
+        0,
+        ordered_events("b1", &[(9, 1), (10, 1), (11, 1), (11, 1)]),
+        t0,
+        EPOCH,
+    );
+    assert_eq!(root(&inputs, t0), 6);
+    let t1 = t0 + Duration::from_secs(2);
+    assert!(
+        !inputs
+            .apply(0, ordered_report("b1", 11, &[("/", 6)]), t1, EPOCH)
+            .corrected
+    );
+    assert_eq!(root(&inputs, t1), 6);
+    assert_eq!(drift(&reconcile("prod", &inputs, t1)), [("pod-a", "/", 0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_that_overtakes_a_report_in_flight_is_kept_and_no_correction() {
+    let (mut inputs, t0) = pushed();
+    // Event 12 happened after the report of 11 was cut, but arrives before it.
+    inputs.apply(0, ordered_events("b1", &[(11, 1), (12, 1)]), t0, EPOCH);
+    let applied = inputs.apply(0, ordered_report("b1", 11, &[("/", 6)]), t0, EPOCH);
+    assert!(!applied.corrected);
+    assert_eq!(root(&inputs, t0), 7, "event 12 stays counted");
+    // A report that arrives before the events it includes waits for them, then agrees.
+    let applied = inputs.apply(0, ordered_report("b1", 14, &[("/", 5)]), t0, EPOCH);
+    assert!(!applied.corrected);
+    assert_eq!(root(&inputs, t0), 5);
+    let applied = inputs.apply(
+        0,
+        ordered_events("b1", &[(13, -1), (14, -1), (15, 1)]),
+        t0,
+        EPOCH,
+    );
+    assert!(!applied.corrected);
+    assert_eq!(
+        root(&inputs, t0),
+        6,
+        "13 and 14 were in the report, 15 is new"
+    );
+    let snap = reconcile("prod", &inputs, t0);
+    assert_eq!(snap.sources[0].corrections, 0);
+    assert_eq!(drift(&snap), [("pod-a", "/", 0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_early_event_waits_for_the_gap_so_a_disconnect_never_precedes_its_connect() {
+    let t0 = Instant::now();
+    let mut inputs = connected(local("pod-a"), t0);
+    inputs.apply(0, ordered_report("b1", 0, &[("/", 0)]), t0, EPOCH);
+    inputs.apply(0, ordered_events("b1", &[(2, -1)]), t0, EPOCH);
+    assert_eq!(root(&inputs, t0), 0);
+    inputs.apply(0, ordered_events("b1", &[(1, 1)]), t0, EPOCH);
+    assert_eq!(root(&inputs, t0), 0, "connect then disconnect: 0, not 1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_ordered_event_is_a_correction_after_the_hold() {
+    let (mut inputs, t0) = pushed();
+    // Event 11 (a disconnect) is lost; 12 waits for it, then goes in without it.
+    inputs.apply(0, ordered_events("b1", &[(12, 1)]), t0, EPOCH);
+    assert_eq!(root(&inputs, t0), 5, "held");
+    let t1 = t0 + HOLD;
+    inputs.sources[0].prune(t1, STALE);
+    assert_eq!(root(&inputs, t1), 6);
+    // Given up on: should 11 come after all, it is not applied behind the order's back.
+    inputs.apply(0, ordered_events("b1", &[(11, -1)]), t1, EPOCH);
+    assert_eq!(root(&inputs, t1), 6);
+    // The report includes 11: 5 - 1 + 1.
+    let t2 = t0 + Duration::from_secs(2);
+    assert!(
+        inputs
+            .apply(0, ordered_report("b1", 12, &[("/", 5)]), t2, EPOCH)
+            .corrected
+    );
+    assert_eq!(drift(&reconcile("prod", &inputs, t2)), [("pod-a", "/", 1)]);
+    // A report ahead of events that never come is judged after the hold.
+    let t3 = t2 + Duration::from_secs(2);
+    assert!(
+        !inputs
+            .apply(0, ordered_report("b1", 13, &[("/", 4)]), t3, EPOCH)
+            .corrected
+    );
+    inputs.sources[0].prune(t3 + HOLD, STALE);
+    let snap = reconcile("prod", &inputs, t3 + HOLD);
+    assert_eq!(snap.sources[0].corrections, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_boot_starts_the_order_again() {
+    let (mut inputs, t0) = pushed();
+    inputs.apply(0, ordered_events("b1", &[(11, 1)]), t0, EPOCH);
+    // The reporter restarted: its counts start over, and nothing is compared across.
+    let t1 = t0 + Duration::from_secs(1);
+    assert!(
+        !inputs
+            .apply(0, ordered_report("b2", 0, &[("/", 0)]), t1, EPOCH)
+            .corrected
+    );
+    let applied = inputs.apply(0, ordered_events("b1", &[(12, 1)]), t1, EPOCH);
+    assert_eq!(
+        (applied.events, applied.dropped),
+        (0, 1),
+        "the old process's event"
+    );
+    inputs.apply(0, ordered_events("b2", &[(1, 1)]), t1, EPOCH);
+    assert_eq!(root(&inputs, t1), 1);
+    assert_eq!(reconcile("prod", &inputs, t1).sources[0].corrections, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unordered_reports_are_judged_only_over_a_settled_window() {
+    let t0 = Instant::now();
+    let mut inputs = connected(local("pod-a"), t0);
+    inputs.apply(0, report("pod-a", None, &[("/", 5)]), t0, EPOCH);
+    inputs.apply(0, Event::Deltas(vec![delta("pod-a", "/", 1)]), t0, EPOCH);
+    // An event just before the report: a race, not a correction.
+    let t1 = t0 + SETTLE / 2;
+    inputs.apply(0, report("pod-a", None, &[("/", 5)]), t1, EPOCH);
+    inputs.sources[0].prune(t1 + SETTLE, STALE);
+    // An event just after the next report: a race too.
+    inputs.apply(
+        0,
+        Event::Deltas(vec![delta("pod-a", "/", 1)]),
+        t1 + SETTLE,
+        EPOCH,
+    );
+    let t2 = t1 + SETTLE * 3;
+    inputs.apply(0, report("pod-a", None, &[("/", 5)]), t2, EPOCH);
+    inputs.apply(0, Event::Deltas(vec![delta("pod-a", "/", -1)]), t2, EPOCH);
+    inputs.sources[0].prune(t2 + SETTLE, STALE);
+    assert_eq!(reconcile("prod", &inputs, t2).sources[0].corrections, 0);
+    // Quiet on both sides: judged.
+    let t3 = t2 + SETTLE * 3;
+    inputs.apply(0, report("pod-a", None, &[("/", 9)]), t3, EPOCH);
+    inputs.sources[0].prune(t3 + SETTLE, STALE);
+    let snap = reconcile("prod", &inputs, t3 + SETTLE);
+    assert_eq!(snap.sources[0].corrections, 1);
+    assert_eq!(drift(&snap), [("pod-a", "/", 5)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drift_is_per_server_and_leaves_with_the_server() {
+    let t0 = Instant::now();
+    let mut inputs = connected(Scope::Cluster, t0);
+    for id in ["a", "b"] {
+        inputs.apply(0, report(id, None, &[("/", 5)]), t0, EPOCH);
+        inputs.apply(0, Event::Deltas(vec![delta(id, "/", 1)]), t0, EPOCH);
+    }
+    let t1 = t0 + Duration::from_secs(2);
+    inputs.apply(0, report("a", None, &[("/", 6)]), t1, EPOCH);
+    inputs.apply(0, report("b", None, &[("/", 9)]), t1, EPOCH);
+    inputs.sources[0].prune(t1 + SETTLE, STALE);
+    let snap = reconcile("prod", &inputs, t1 + SETTLE);
+    assert_eq!(drift(&snap), [("a", "/", 0), ("b", "/", 3)]);
+    // b stops reporting: its drift leaves with it.
+    let t2 = t1 + Duration::from_secs(8);
+    inputs.apply(0, report("a", None, &[("/", 6)]), t2, EPOCH);
+    inputs.sources[0].prune(t1 + STALE + SETTLE, STALE);
+    assert_eq!(drift(&reconcile("prod", &inputs, t2)), [("a", "/", 0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_events_only_push_source_stays_up_when_quiet_and_reports_it_carries_can_go_stale() {
+    let t0 = Instant::now();
+    let mut admin = source("admin", local("pod-a"));
+    let mut push = source("push", local("pod-a"));
+    push.silence = Silence::Listens;
+    admin.silence = Silence::Stale(Reason::StatsTimeout);
+    let mut inputs = inputs(vec![admin, push]);
+    inputs.apply(1, Event::Connected, t0, EPOCH);
+    let quiet = t0 + STALE * 3;
+    for at in [t0, quiet] {
+        inputs.apply(0, report("pod-a", None, &[("/", 1)]), at, EPOCH);
+    }
+    let snap = reconcile("prod", &inputs, quiet);
+    assert_eq!(snap.sources[1].health, Health::Up, "quiet is not unknown");
+    // Once it carried a report, that report going stale takes it down.
+    inputs.apply(1, report("pod-b", None, &[("/", 1)]), quiet, EPOCH);
+    inputs.apply(1, report("pod-a", None, &[("/", 1)]), quiet, EPOCH);
+    let later = quiet + STALE + Duration::from_secs(1);
+    assert_eq!(
+        reconcile("prod", &inputs, later).sources[1].health,
+        Health::Down(Reason::Stale)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_move_every_current_report_of_their_server_so_none_corrects_falsely() {
+    let t0 = Instant::now();
+    let mut inputs = inputs(vec![
+        source("admin", local("pod-a")),
+        source("push", local("pod-a")),
+    ]);
+    inputs.apply(0, report("pod-a", None, &[("/", 5)]), t0, EPOCH);
+    inputs.apply(1, ordered_report("b1", 10, &[("/", 5)]), t0, EPOCH);
+    let applied = inputs.apply(1, ordered_events("b1", &[(11, 1)]), t0, EPOCH);
+    assert_eq!(
+        (applied.events, applied.dropped),
+        (1, 0),
+        "one event, counted once"
+    );
+    assert_eq!(root(&inputs, t0), 6, "the exported report moved");
+    let t1 = t0 + Duration::from_secs(2);
+    assert!(
+        !inputs
+            .apply(1, ordered_report("b1", 11, &[("/", 6)]), t1, EPOCH)
+            .corrected
+    );
+    inputs.apply(0, report("pod-a", None, &[("/", 6)]), t1, EPOCH);
+    let later = t1 + SETTLE;
+    for source in &mut inputs.sources {
+        source.prune(later, STALE);
+    }
+    let snap = reconcile("prod", &inputs, later);
+    assert_eq!(
+        (snap.sources[0].corrections, snap.sources[1].corrections),
+        (0, 0)
+    );
+    assert_eq!(drift(&snap), [("pod-a", "/", 0), ("pod-a", "/", 0)]);
 }

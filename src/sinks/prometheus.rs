@@ -65,6 +65,7 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
         family
             .sample()
             .label("source", &d.source)
+            .label("server", &d.server)
             .label("namespace", &d.namespace)
             .value(d.value);
     }
@@ -219,6 +220,7 @@ mod tests {
             ],
             drift: vec![crate::snapshot::Drift {
                 source: "admin".into(),
+                server: "pod-a".into(),
                 namespace: "/chat".into(),
                 value: 3,
             }],
@@ -240,7 +242,7 @@ mod tests {
         assert_eq!(
             samples[6..13],
             [
-                r#"socketio_exporter_reconcile_drift{source="admin",namespace="/chat"} 3"#,
+                r#"socketio_exporter_reconcile_drift{source="admin",server="pod-a",namespace="/chat"} 3"#,
                 r#"socketio_exporter_reconcile_corrections_total{source="admin"} 4"#,
                 r#"socketio_exporter_reconcile_corrections_total{source="other"} 0"#,
                 r#"socketio_exporter_namespaces_folded{source="admin"} 0"#,

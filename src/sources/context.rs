@@ -15,7 +15,7 @@ use crate::config::problems::At;
 use crate::config::sync::SyncConfig;
 use crate::log_limit::{ErrorLog, Fields};
 use crate::telemetry::Telemetry;
-use crate::update::{Event, Reason, SourceId, Update};
+use crate::update::{Event, Reason, Silence, SourceId, Update};
 
 /// A source type's keys in the configuration: implemented in its `config.rs`.
 pub(crate) trait SourceKeys: Sized {
@@ -36,6 +36,8 @@ pub(crate) trait SourceKeys: Sized {
 pub(crate) trait SourceType: SourceKeys {
     /// The reasons this type can fail with; its error counters start at 0 with these.
     const REASONS: &'static [Reason];
+    /// What the source's silence means (see [`Silence`]).
+    const SILENCE: Silence;
 
     /// Runs the source until `cx.cancel` fires.
     fn run(self, cx: SourceContext) -> impl Future<Output = ()> + Send;

@@ -7,13 +7,17 @@
 //!  "namespaces": {"/": 3, "/chat": 2}}
 //! {"server_id": "pod-a", "events": [{"type": "connect", "namespace": "/chat"}]}
 //! ```
+//!
+//! Version 2 orders the two: a reporter process names itself with `boot`, numbers its
+//! events with `seq`, and a report's `seq` is the last event it includes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::update::{Delta, Reason, ServerCounts};
+use crate::update::{Delta, Reason, Seq, ServerCounts};
 
 /// Events in one batch, at most.
 pub(crate) const MAX_EVENTS: usize = 10_000;
@@ -41,6 +45,8 @@ impl FormatError {
 struct ReportJson {
     version: Option<u32>,
     server_id: Option<String>,
+    boot: Option<String>,
+    seq: Option<u64>,
     generated_at: Option<String>,
     clients: Option<u64>,
     namespaces: BTreeMap<String, u64>,
@@ -49,7 +55,9 @@ struct ReportJson {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EventsJson {
+    version: Option<u32>,
     server_id: Option<String>,
+    boot: Option<String>,
     events: Vec<EventJson>,
 }
 
@@ -60,6 +68,7 @@ struct EventJson {
     kind: EventKind,
     namespace: String,
     server_id: Option<String>,
+    seq: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -96,11 +105,13 @@ pub(crate) fn parse_report(
     modified: Option<SystemTime>,
 ) -> Result<ServerCounts, FormatError> {
     let report: ReportJson = parse(body)?;
-    if let Some(version) = report.version.filter(|v| *v != 1) {
-        return Err(FormatError::Shape(format!(
-            "version: {version} is not supported, expected 1"
-        )));
-    }
+    let boot = ordered(report.version, report.boot)?;
+    let seq = match (boot, report.seq) {
+        (Some(boot), Some(n)) => Some(Seq { boot, n }),
+        (None, None) => None,
+        (Some(_), None) => return Err(shape("seq: a version 2 report needs one")),
+        (None, Some(_)) => return Err(shape("seq: needs \"version\": 2 and a boot")),
+    };
     if report.server_id.as_deref() == Some("") {
         return Err(FormatError::Shape("server_id: must not be empty".into()));
     }
@@ -119,7 +130,26 @@ pub(crate) fn parse_report(
         age: generated
             .and_then(|at| now.duration_since(at).ok())
             .unwrap_or(Duration::ZERO),
+        seq,
     })
+}
+
+fn shape(message: &str) -> FormatError {
+    FormatError::Shape(message.to_owned())
+}
+
+/// The `boot` of a version 2 report or batch (required there), `None` for version 1
+/// (where a `boot` is an error).
+fn ordered(version: Option<u32>, boot: Option<String>) -> Result<Option<Arc<str>>, FormatError> {
+    match (version.unwrap_or(1), boot) {
+        (1, None) => Ok(None),
+        (1, Some(_)) => Err(shape("boot: needs \"version\": 2")),
+        (2, Some(boot)) if !boot.is_empty() => Ok(Some(boot.into())),
+        (2, _) => Err(shape("boot: version 2 needs a non-empty boot")),
+        (version, _) => Err(FormatError::Shape(format!(
+            "version: {version} is not supported, expected 1 or 2"
+        ))),
+    }
 }
 
 /// A batch of connection events.
@@ -131,18 +161,41 @@ pub(crate) fn parse_events(body: &[u8]) -> Result<Vec<Delta>, FormatError> {
             batch.events.len()
         )));
     }
-    Ok(batch
+    let boot = ordered(batch.version, batch.boot)?;
+    let server_id = batch.server_id;
+    batch
         .events
         .into_iter()
-        .map(|event| Delta {
-            server_id: event.server_id.or_else(|| batch.server_id.clone()),
-            namespace: event.namespace,
-            change: match event.kind {
-                EventKind::Connect => 1,
-                EventKind::Disconnect => -1,
-            },
+        .enumerate()
+        .map(|(i, event)| {
+            let seq = match (&boot, event.seq) {
+                (Some(boot), Some(n)) => Some(Seq {
+                    boot: boot.clone(),
+                    n,
+                }),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(FormatError::Shape(format!(
+                        "events[{i}].seq: a version 2 event needs one"
+                    )));
+                }
+                (None, Some(_)) => {
+                    return Err(FormatError::Shape(format!(
+                        "events[{i}].seq: needs \"version\": 2 and a boot"
+                    )));
+                }
+            };
+            Ok(Delta {
+                server_id: event.server_id.or_else(|| server_id.clone()),
+                namespace: event.namespace,
+                change: match event.kind {
+                    EventKind::Connect => 1,
+                    EventKind::Disconnect => -1,
+                },
+                seq,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// RFC 3339 with `Z` or a numeric offset.
@@ -227,7 +280,7 @@ mod tests {
             (br#"{"namespaces":{"/":-1}}"#, FormatError::Shape("namespaces./: invalid value: integer `-1`, expected u64".into())),
             (br#"{"namespaces":{"/":1.5}}"#, FormatError::Shape("namespaces./: invalid type: floating point `1.5`, expected u64".into())),
             (br#"{"clients":1}"#, FormatError::Shape("missing field `namespaces`".into())),
-            (br#"{"namespaces":{},"extra":1}"#, FormatError::Shape("extra: unknown field `extra`, expected one of `version`, `server_id`, `generated_at`, `clients`, `namespaces`".into())),
+            (br#"{"namespaces":{},"extra":1}"#, FormatError::Shape("extra: unknown field `extra`, expected one of `version`, `server_id`, `boot`, `seq`, `generated_at`, `clients`, `namespaces`".into())),
             (br#"{"namespaces":{},"generated_at":"yesterday"}"#, FormatError::Shape("generated_at: \"yesterday\" is not an RFC 3339 timestamp like \"2026-11-25T20:00:00Z\"".into())),
         ];
         for (body, expected) in cases {
@@ -247,12 +300,14 @@ mod tests {
                 Delta {
                     server_id: Some("a".into()),
                     namespace: "/chat".into(),
-                    change: 1
+                    change: 1,
+                    seq: None,
                 },
                 Delta {
                     server_id: Some("b".into()),
                     namespace: "/".into(),
-                    change: -1
+                    change: -1,
+                    seq: None,
                 },
             ]
         );
@@ -261,6 +316,68 @@ mod tests {
                 .unwrap_err()
                 .reason(),
             Reason::InvalidReport
+        );
+    }
+
+    #[test]
+    fn version_2_carries_the_order() {
+        let report = parse_report(
+            br#"{"version":2,"boot":"b1","seq":7,"namespaces":{"/":1}}"#,
+            SystemTime::now(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            report.seq,
+            Some(Seq {
+                boot: "b1".into(),
+                n: 7
+            })
+        );
+        let deltas = parse_events(
+            br#"{"version":2,"boot":"b1","events":[{"type":"connect","namespace":"/","seq":8}]}"#,
+        )
+        .unwrap();
+        assert_eq!(deltas[0].seq.as_ref().map(|s| s.n), Some(8));
+    }
+
+    #[test]
+    fn order_fields_need_version_2_and_each_other() {
+        let now = SystemTime::now();
+        let reports: [(&[u8], &str); 4] = [
+            (
+                br#"{"seq":1,"namespaces":{}}"#,
+                "seq: needs \"version\": 2 and a boot",
+            ),
+            (
+                br#"{"boot":"b","namespaces":{}}"#,
+                "boot: needs \"version\": 2",
+            ),
+            (
+                br#"{"version":2,"boot":"b","namespaces":{}}"#,
+                "seq: a version 2 report needs one",
+            ),
+            (
+                br#"{"version":3,"namespaces":{}}"#,
+                "version: 3 is not supported, expected 1 or 2",
+            ),
+        ];
+        for (body, message) in reports {
+            assert_eq!(
+                parse_report(body, now, None).unwrap_err(),
+                FormatError::Shape(message.into())
+            );
+        }
+        assert_eq!(
+            parse_events(
+                br#"{"version":2,"boot":"b","events":[{"type":"connect","namespace":"/"}]}"#
+            )
+            .unwrap_err(),
+            FormatError::Shape("events[0].seq: a version 2 event needs one".into())
+        );
+        assert_eq!(
+            parse_events(br#"{"version":2,"events":[]}"#).unwrap_err(),
+            FormatError::Shape("boot: version 2 needs a non-empty boot".into())
         );
     }
 }

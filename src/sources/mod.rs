@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use crate::config::problems::{At, Problems};
 use crate::config::sync::SyncConfig;
 use crate::namespaces::NamespaceRules;
-use crate::update::Reason;
+use crate::update::{Reason, Silence};
 
 pub use self::common::Scope;
 use self::common::{COMMON_KEYS, RawCommon};
@@ -65,6 +65,13 @@ macro_rules! source_types {
             pub fn reasons(&self) -> &'static [Reason] {
                 match self {
                     $(SourceKind::$variant(_) => <$config>::REASONS,)*
+                }
+            }
+
+            /// What a silence of this source means.
+            pub fn silence(&self) -> Silence {
+                match self {
+                    $(SourceKind::$variant(_) => <$config>::SILENCE,)*
                 }
             }
 
@@ -233,4 +240,36 @@ fn source(mut table: toml::Table, sync: &SyncConfig, at: &mut At<'_>) -> Option<
 /// table's key path.
 fn from_table<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, String> {
     T::deserialize(toml::Value::Table(table)).map_err(|e| e.message().trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each type's counters start at 0 with only the reasons it can raise: the one its
+    /// silence raises is among them, and `stats_timeout` only where admin-ui's stats can
+    /// time out.
+    #[test]
+    fn each_type_lists_the_reason_its_silence_raises_and_no_other_timeout() {
+        fn of<T: SourceType>() -> (&'static str, &'static [Reason], Silence) {
+            (T::TYPE, T::REASONS, T::SILENCE)
+        }
+        for (name, reasons, silence) in [
+            of::<socketio_admin::Config>(),
+            of::<http_json::Config>(),
+            of::<report_file::Config>(),
+            of::<push::Config>(),
+        ] {
+            let raised = match silence {
+                Silence::Stale(reason) => reason,
+                Silence::Listens => Reason::Stale,
+            };
+            assert!(reasons.contains(&raised), "{name}: {raised}");
+            assert_eq!(
+                reasons.contains(&Reason::StatsTimeout),
+                name == "socketio_admin",
+                "{name}"
+            );
+        }
+    }
 }

@@ -1,12 +1,14 @@
 //! A Socket.IO cluster behind the Redis adapter: three real servers, one sidecar exporter
 //! per server in local scope and one exporter for the whole cluster. Every admin client
 //! receives every server's stats through Redis, so this is where double counting would show.
+//! And a Node `cluster` on one host: workers named `host#pid`, counted as this host.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::dashboard::{panel_now, rules_path};
+use crate::support::node_cluster::NodeCluster;
 use crate::support::prometheus::sample_value;
 use crate::support::redis::Redis;
 use crate::support::{App, Clients, Exporter, Prometheus, Scrape, admin_config, eventually};
@@ -286,4 +288,84 @@ fn two_cluster_scope_replicas_are_counted_once_and_one_down_is_no_alert() {
         active if active == expected => Ok(()),
         active => Err(format!("alerts {active:?} != {expected:?}")),
     });
+}
+
+#[test]
+fn node_cluster_workers_add_up_to_this_host_and_a_reforked_worker_is_exact_within_stale_after() {
+    let redis = Redis::start();
+    let cluster = NodeCluster::start(3, &redis.url());
+    // A sidecar as shipped: local scope, its own server id the hostname, like admin-ui's.
+    let exporter = Exporter::start(&admin_config(&cluster.url(), ""));
+    let mut clients = Clients::start();
+    // The primary hands connections to the workers in turn.
+    for i in 0..9 {
+        let namespaces: &[&str] = if i % 2 == 0 {
+            &["/", "/chat"]
+        } else {
+            &["/", "/tenant-3"]
+        };
+        clients.connect_url(&format!("c{i}"), &cluster.url(), namespaces);
+    }
+    let exact = || {
+        let truth = cluster.truth().total.without_admin();
+        let shown = exporter.scrape().connections();
+        if shown == truth {
+            Ok(())
+        } else {
+            Err(format!("exporter {shown:?} != the workers' sum {truth:?}"))
+        }
+    };
+    eventually(WITHIN, exact);
+    let truth = cluster.truth();
+    assert_eq!(truth.total.namespaces["/"], 9, "every client, counted once");
+    let busy = |w: &Counts| w.get("/").copied().unwrap_or(0) > 0;
+    assert!(
+        truth.workers.values().filter(|w| busy(w)).count() >= 2,
+        "clients on several workers: {truth:?}"
+    );
+    let scrape = exporter.scrape();
+    assert!(
+        scrape
+            .series("websocket_connections")
+            .iter()
+            .all(|s| !s.labels.contains_key("server")),
+        "local scope: one host, no server label"
+    );
+    assert_eq!(scrape.source_up("socketio_admin"), Some(1.0));
+
+    // A worker with clients, not the one the exporter's admin client is on, is killed
+    // and forked again. Its last stats count until they are stale_after_secs old.
+    let (&victim, _) = truth
+        .workers
+        .iter()
+        .find(|(_, w)| busy(w) && w.get("/admin").copied().unwrap_or(0) == 0)
+        .expect("a busy worker without the exporter's admin client");
+    let killed = Instant::now();
+    let forked = cluster.kill_worker(victim);
+    let refork = killed.elapsed();
+    eventually(STALE_AFTER + Duration::from_secs(3), exact);
+    let to_exact = killed.elapsed();
+    println!(
+        "worker {victim} killed, {forked} forked after {refork:?}; exact again after {to_exact:?}"
+    );
+    // stale_after_secs from the worker's last stats, plus at most a sync interval (1 s).
+    assert!(
+        to_exact <= STALE_AFTER + Duration::from_secs(1),
+        "{to_exact:?}"
+    );
+    assert_eq!(exporter.scrape().source_up("socketio_admin"), Some(1.0));
+
+    // The new worker counts too.
+    for i in 9..15 {
+        clients.connect_url(&format!("c{i}"), &cluster.url(), &["/notifications"]);
+    }
+    eventually(WITHIN, exact);
+    let truth = cluster.truth();
+    assert!(
+        truth
+            .workers
+            .get(&forked)
+            .is_some_and(|w| w.get("/notifications").copied().unwrap_or(0) > 0),
+        "the forked worker has clients: {truth:?}"
+    );
 }

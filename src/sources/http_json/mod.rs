@@ -11,7 +11,7 @@ pub(crate) use self::config::{Config, HttpAuth, JsonMapping};
 use super::context::{SourceContext, SourceType};
 use crate::backoff::Backoff;
 use crate::config::secret::SecretError;
-use crate::update::{Event, Reason, ServerCounts};
+use crate::update::{Event, Reason, ServerCounts, Silence};
 
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -57,9 +57,10 @@ impl SourceType for Config {
         Reason::InvalidJson,
         Reason::InvalidReport,
         Reason::Config,
-        Reason::StatsTimeout,
+        Reason::Stale,
         Reason::ServerIdNotSeen,
     ];
+    const SILENCE: Silence = Silence::Stale(Reason::Stale);
     async fn run(self, mut cx: SourceContext) {
         let url = self.url.to_string();
         let client = match client(&self) {
@@ -215,6 +216,7 @@ pub(crate) fn map(json: &Value, mapping: &JsonMapping) -> Result<ServerCounts, S
         clients,
         namespaces,
         age: Duration::ZERO,
+        seq: None,
     })
 }
 

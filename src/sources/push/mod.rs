@@ -19,7 +19,7 @@ pub(crate) use self::config::Config;
 use super::context::{Outbox, SourceContext, SourceType};
 use super::format::{self, FormatError};
 use crate::telemetry::Telemetry;
-use crate::update::{Event, Reason};
+use crate::update::{Event, Reason, Silence};
 
 impl SourceType for Config {
     const REASONS: &'static [Reason] = &[
@@ -28,9 +28,10 @@ impl SourceType for Config {
         Reason::InvalidJson,
         Reason::InvalidReport,
         Reason::NoReport,
-        Reason::StatsTimeout,
+        Reason::Stale,
         Reason::ServerIdNotSeen,
     ];
+    const SILENCE: Silence = Silence::Listens;
     /// Pushes arrive through the HTTP server ([`PushEndpoint`]); the source itself only
     /// says that it listens.
     async fn run(self, cx: SourceContext) {

@@ -18,7 +18,7 @@ pub(crate) use self::config::Config;
 use super::context::{SourceContext, SourceType};
 use super::format;
 use crate::fs_watch::{self, Watcher};
-use crate::update::{Event, Reason, ServerCounts};
+use crate::update::{Event, Reason, ServerCounts, Silence};
 
 /// Files larger than this are not reports.
 const MAX_FILE_BYTES: u64 = 16 << 20;
@@ -39,9 +39,10 @@ impl SourceType for Config {
         Reason::TooLarge,
         Reason::InvalidJson,
         Reason::InvalidReport,
-        Reason::StatsTimeout,
+        Reason::Stale,
         Reason::ServerIdNotSeen,
     ];
+    const SILENCE: Silence = Silence::Stale(Reason::Stale);
     async fn run(self, cx: SourceContext) {
         let (directory, single) = match self {
             Config::File(path) => (

@@ -24,7 +24,7 @@ use self::protocol::{EnginePacket, Handshake, PacketType, ProtocolError};
 use super::context::{SourceContext, SourceType};
 use crate::backoff::Backoff;
 use crate::config::secret::SecretError;
-use crate::update::{Event, Reason, ServerCounts};
+use crate::update::{Event, Reason, ServerCounts, Silence};
 
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -98,6 +98,7 @@ impl SourceType for Config {
         Reason::StatsTimeout,
         Reason::ServerIdNotSeen,
     ];
+    const SILENCE: Silence = Silence::Stale(Reason::StatsTimeout);
     async fn run(self, cx: SourceContext) {
         let mut source = AdminSource {
             config: self,
@@ -251,6 +252,7 @@ impl AdminSource {
                 clients: stats.clients_count,
                 namespaces,
                 age: Duration::ZERO,
+                seq: None,
             }))
             .await;
         if self.cx.recovered() || !self.ever_delivered {

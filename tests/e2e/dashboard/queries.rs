@@ -117,6 +117,9 @@ impl Selector<'_> {
         if name == "websocket_connections" || name == "websocket_clients" {
             required.extend(["environment", "server"]);
         }
+        if name == "socketio_exporter_reconcile_drift" {
+            required.push("server");
+        }
         if (name == "websocket_connections"
             && !WITHOUT_NAMESPACE_FILTER.iter().any(|&e| target.is(e)))
             || name == "socketio_exporter_reconcile_drift"

@@ -2,6 +2,7 @@
 //! socket.io-client clients, the real exporter binary, a scrape parser, and polling.
 
 pub mod fake_server;
+pub mod node_cluster;
 pub mod otlp;
 pub mod prometheus;
 pub mod redis;
@@ -50,8 +51,20 @@ pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Result<T, Str
     }
 }
 
+/// Polls `check` for all of `duration`, and panics at its first error: for what must stay
+/// true (a source that stays up through a quiet spell, a count that does not change).
+pub fn throughout(duration: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        if let Err(error) = check() {
+            panic!("no longer true after {:?}: {error}", started.elapsed());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Lines a child writes, collected by a thread.
-fn collect_lines(
+pub fn collect_lines(
     stream: impl Read + Send + 'static,
 ) -> (Receiver<String>, Arc<Mutex<Vec<String>>>) {
     let (tx, rx) = channel();
@@ -65,6 +78,25 @@ fn collect_lines(
         }
     });
     (rx, all)
+}
+
+/// What `pick` makes of the first line it accepts, waiting up to `timeout` for it; else
+/// panics with `missing()`.
+pub fn first_line<T>(
+    lines: &Receiver<String>,
+    timeout: Duration,
+    mut pick: impl FnMut(&str) -> Option<T>,
+    missing: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("{}", missing()));
+        if let Some(found) = pick(&line) {
+            return found;
+        }
+    }
 }
 
 fn kill(child: &mut Child) {
@@ -91,6 +123,25 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus>
     None
 }
 
+/// Runs `node args...` in the test app's directory; returns it, its further stdout lines,
+/// and its first one, the JSON line it prints once it listens.
+fn start_node(args: &[&str], within: Duration) -> (Child, Receiver<String>, Value) {
+    let mut child = Command::new("node")
+        .current_dir(app_dir())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node: is Node.js installed?");
+    let (lines, _) = collect_lines(child.stdout.take().unwrap());
+    let line = lines
+        .recv_timeout(within)
+        .unwrap_or_else(|_| panic!("node {args:?} did not say it listens"));
+    let listening = serde_json::from_str(&line).expect("listening line is JSON");
+    (child, lines, listening)
+}
+
 /// The real Socket.IO test app (`tests/app/server.js`), instrumented with admin-ui.
 pub struct App {
     child: Child,
@@ -110,23 +161,12 @@ impl App {
 
     pub fn start_with(server_id: &str, port: u16, extra: &[&str]) -> App {
         let namespaces = json!(["/chat", "/notifications", WEIRD_NAMESPACE]).to_string();
-        let mut child = Command::new("node")
-            .current_dir(app_dir())
-            .arg("server.js")
-            .args(["--port", &port.to_string(), "--server-id", server_id])
-            .args(["--namespaces", &namespaces])
-            .args(["--ping-interval", "1000", "--ping-timeout", "1000"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start node: is Node.js installed?");
-        let (lines, _) = collect_lines(child.stdout.take().unwrap());
-        let line = lines
-            .recv_timeout(START_TIMEOUT)
-            .expect("the test app did not report its port");
-        let listening: Value = serde_json::from_str(&line).expect("listening line is JSON");
+        let port = port.to_string();
+        let mut args = vec!["server.js", "--port", &port, "--server-id", server_id];
+        args.extend(["--namespaces", &namespaces]);
+        args.extend(["--ping-interval", "1000", "--ping-timeout", "1000"]);
+        args.extend(extra);
+        let (child, _, listening) = start_node(&args, START_TIMEOUT);
         App {
             child,
             port: listening["port"].as_u64().unwrap() as u16,
@@ -324,23 +364,21 @@ impl Exporter {
             .spawn()
             .expect("start the exporter");
         let (lines, logs) = collect_lines(child.stderr.take().unwrap());
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
-            let line = lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "the exporter did not log its address: {:?}",
-                        logs.lock().unwrap()
-                    )
-                });
-            let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if event["message"] == "listening" {
-                break event["address"].as_str().unwrap().parse().unwrap();
-            }
-        };
+        let addr = first_line(
+            &lines,
+            START_TIMEOUT,
+            |line| {
+                let event = serde_json::from_str::<Value>(line).ok()?;
+                (event["message"] == "listening")
+                    .then(|| event["address"].as_str().unwrap().parse().unwrap())
+            },
+            || {
+                format!(
+                    "the exporter did not log its address: {:?}",
+                    logs.lock().unwrap()
+                )
+            },
+        );
         Exporter {
             child,
             addr,
