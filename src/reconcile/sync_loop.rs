@@ -1,6 +1,6 @@
 //! The sync loop: applies source updates as they arrive, and every `interval` reconciles
-//! and publishes a new snapshot; connection events, corrections and lost sources are
-//! published within milliseconds. Logs each change of a source's health once.
+//! and publishes a new snapshot; new counts, connection events, corrections and lost
+//! sources are published within milliseconds. Logs each change of a source's health once.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,8 +17,8 @@ use crate::snapshot::{Health, Snapshot};
 use crate::telemetry::Telemetry;
 use crate::update::{Event, Reason, SourceId, Update};
 
-/// Connection events, corrections and lost sources are published this soon, bursts
-/// coalesced, without waiting for a tick.
+/// New counts, connection events, corrections and lost sources are published this soon,
+/// bursts coalesced, without waiting for a tick.
 const EVENT_PUBLISH_DELAY: Duration = Duration::from_millis(20);
 
 /// What the loop owns.
@@ -86,8 +86,13 @@ impl SyncLoop {
         let Some(source) = self.ids.iter().position(|&id| id == update.source) else {
             return false;
         };
-        // Losing data shows at once too: unknown must not linger as a number.
-        let withdrawn = matches!(update.event, Event::Down(_) | Event::Forget(_));
+        // New counts of this exporter's scope show as soon as they arrive, not on the next
+        // tick; losing data shows at once too: unknown must not linger as a number.
+        let prompt = match &update.event {
+            Event::Counts(counts) => self.inputs.sources[source].in_scope(&counts.server_id),
+            Event::Down(_) | Event::Forget(_) => true,
+            _ => false,
+        };
         let applied = self
             .inputs
             .apply(source, update.event, Instant::now(), SystemTime::now());
@@ -97,7 +102,7 @@ impl SyncLoop {
             }
         }
         // A correction publishes with its counter, so the two never disagree on a scrape.
-        applied.events > 0 || applied.corrected || withdrawn
+        applied.events > 0 || applied.corrected || prompt
     }
 
     /// Runs the sources of a reloaded config; returns whom to tell once it is published.
