@@ -1,5 +1,6 @@
 //! Wiring: sources → sync loop → snapshot → HTTP server and OTLP, and the shutdown sequence.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,12 +12,13 @@ use crate::config::Config;
 use crate::config::otlp::OtlpConfig;
 use crate::readiness::Readiness;
 use crate::reconcile::{self, Inputs, SourceInput, SyncLoop};
-use crate::server::{self, State};
+use crate::server::{self, Routes, State};
 use crate::sinks::otlp::OtlpSink;
 use crate::snapshot::Snapshot;
 use crate::sources::push::PushEndpoint;
 use crate::sources::{Outbox, SourceContext, SourceKind};
 use crate::telemetry::Telemetry;
+use crate::web::{Web, landing};
 
 /// Everything stops within this time after the first SIGTERM/SIGINT; a second signal
 /// ends the process at once. Kubernetes waits 30 s by default before it kills a container.
@@ -29,8 +31,20 @@ const UPDATE_QUEUE: usize = 256;
 
 /// Runs the exporter until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let web = Arc::new(match &config.web_config_file {
+        Some(path) => Web::load(path)?,
+        None => Web::open(),
+    });
     let listener = server::bind(config.listen).await?;
-    tracing::info!(address = %listener.local_addr()?, "listening");
+    tracing::info!(address = %listener.local_addr()?, tls = web.is_tls(), "listening");
+    let push_listener = match push_listen(&config) {
+        Some(address) => {
+            let listener = server::bind(address).await?;
+            tracing::info!(address = %listener.local_addr()?, tls = web.is_tls(), "push listening");
+            Some(listener)
+        }
+        None => None,
+    };
 
     let telemetry = telemetry(&config);
     let inputs = Inputs {
@@ -63,10 +77,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         telemetry,
         ready,
         push,
+        web,
+        scrape: Arc::default(),
+        landing: landing::page(&config),
+    };
+    let main_routes = match push_listener {
+        Some(push_listener) => {
+            let serve = server::serve(
+                push_listener,
+                state.clone(),
+                Routes::PushOnly,
+                cancel.clone(),
+                SHUTDOWN_DEADLINE,
+            );
+            tasks.spawn(serve);
+            Routes::AllButPush
+        }
+        None => Routes::All,
     };
     tasks.spawn(server::serve(
         listener,
         state,
+        main_routes,
         cancel.clone(),
         SHUTDOWN_DEADLINE,
     ));
@@ -75,6 +107,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     signal().await?;
     shutdown(cancel, tasks, otlp).await;
     Ok(())
+}
+
+/// The push source's own listen address, when it has one.
+fn push_listen(config: &Config) -> Option<SocketAddr> {
+    config.sources.iter().find_map(|source| match &source.kind {
+        SourceKind::Push(push) => push.listen_address,
+        _ => None,
+    })
 }
 
 /// The self-metrics: every source's error counters at 0, and the OTLP one when OTLP is on.
