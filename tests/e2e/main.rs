@@ -15,3 +15,4 @@ mod faults;
 mod otlp;
 mod sources;
 mod support;
+mod web;

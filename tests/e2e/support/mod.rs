@@ -1,8 +1,10 @@
 //! Helpers for the end-to-end tests: the real Socket.IO test app (`tests/app`), real
 //! socket.io-client clients, the real exporter binary, a scrape parser, and polling.
 
+pub mod curl;
 pub mod fake_server;
 pub mod otlp;
+pub mod pki;
 pub mod prometheus;
 pub mod redis;
 pub mod scrape;
@@ -296,6 +298,11 @@ impl Exporter {
     }
 
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Exporter {
+        Exporter::start_with_args(config, env, &[])
+    }
+
+    /// With extra command-line arguments, e.g. `--web.config.file`.
+    pub fn start_with_args(config: &str, env: &[(&str, &str)], args: &[&str]) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).unwrap();
@@ -310,6 +317,7 @@ impl Exporter {
             .arg("--config")
             .arg(&path)
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -463,6 +471,6 @@ pub fn require_tool(program: &str) -> PathBuf {
             .find(|candidate| candidate.is_file())
     });
     found.unwrap_or_else(|| {
-        panic!("{program} is not installed: run scripts/test, which installs the tools the tests need (Debian packages prometheus, redis-server)")
+        panic!("{program} is not installed: run scripts/test, which installs the tools the tests need (Debian packages prometheus, redis-server, openssl, curl)")
     })
 }
