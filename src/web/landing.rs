@@ -20,9 +20,9 @@ pub(crate) fn page(config: &Config) -> Bytes {
             Scope::Local { server_id } => format!("local (server {server_id})"),
             Scope::Cluster => "cluster".to_owned(),
         };
-        let _ = write!(
+        let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&source.name),
             escape(source.kind.type_name()),
             escape(&scope),

@@ -69,7 +69,14 @@ pub(crate) fn server_config(settings: &TlsSettings) -> Result<ServerConfig, TlsE
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&settings.versions)?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?;
+        .with_single_cert(chain, key)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => TlsError::Pem {
+                what: what(&settings.key, "key_file"),
+                message: "is not the key of the certificate in cert_file".into(),
+            },
+            e => e.into(),
+        })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.ignore_client_order = settings.prefer_server_order;
     Ok(config)

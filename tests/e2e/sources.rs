@@ -612,7 +612,8 @@ fn socketio_admin_over_wss_trusts_the_configured_ca_only() {
     let trusting = Exporter::start(&admin_config(
         &url,
         &format!(
-            "ca_file = \"{}\"\nheaders = {{ X-Monitoring = \"socketio-exporter\" }}",
+            "server_id = \"{}\"\nca_file = \"{}\"\nheaders = {{ X-Monitoring = \"socketio-exporter\" }}",
+            app.server_id,
             ca.cert.display()
         ),
     ));
@@ -622,9 +623,42 @@ fn socketio_admin_over_wss_trusts_the_configured_ca_only() {
     assert_eq!(scrape.source_up("socketio_admin"), Some(1.0));
 
     // The system's roots do not know the private CA: refused, nothing exported.
-    let doubting = Exporter::start(&admin_config(&url, ""));
+    let doubting = Exporter::start(&admin_config(
+        &url,
+        &format!("server_id = \"{}\"", app.server_id),
+    ));
     let scrape = wait_for(&doubting, "TLS refused", |s| {
         s.errors("socketio_admin", "connect") >= 1.0
     });
     assert!(scrape.series("websocket_connections").is_empty());
+}
+
+#[test]
+fn socketio_admin_sends_the_configured_handshake_headers() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let _exporter = Exporter::start(&admin_config(
+        &url,
+        "headers = { Authorization = \"Bearer app-token\", X-Monitoring = \"yes\" }",
+    ));
+    let (mut stream, _) = eventually(WITHIN, || {
+        listener.accept().map_err(|e| format!("no connection: {e}"))
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(
+        head.contains("\r\nauthorization: bearer app-token\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nx-monitoring: yes\r\n"), "{head}");
+    assert!(head.contains("\r\nupgrade: websocket\r\n"), "{head}");
 }
