@@ -562,9 +562,7 @@ fn reporter_module_pushes_reports_and_events_and_drift_is_corrected() {
 fn http_json_over_tls_trusts_the_configured_ca_only() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "ca");
-    let (app, mut clients) = app_over_tls(&ca);
-    let url = format!("https://127.0.0.1:{}", app.port);
-    clients.connect_url("c1", &url, &["/", "/chat"]);
+    let (_app, _clients, url) = app_over_tls(&ca);
     let truth_url = format!("{url}/truth");
 
     let trusting = Exporter::start(&http_json_source(
@@ -584,8 +582,9 @@ fn http_json_over_tls_trusts_the_configured_ca_only() {
     assert!(scrape.series("websocket_connections").is_empty());
 }
 
-/// The test app serving HTTPS with a certificate from `ca`, and clients that trust it.
-fn app_over_tls(ca: &Ca) -> (App, Clients) {
+/// The test app serving HTTPS with a certificate from `ca`, its URL, and a client that
+/// trusts the CA connected to `/` and `/chat`.
+fn app_over_tls(ca: &Ca) -> (App, Clients, String) {
     let server = ca.server("app");
     let app = App::start_with(
         "app-tls",
@@ -597,17 +596,18 @@ fn app_over_tls(ca: &Ca) -> (App, Clients) {
             server.key.to_str().unwrap(),
         ],
     );
-    let clients = Clients::start_with_env(&[("NODE_EXTRA_CA_CERTS", ca.cert.to_str().unwrap())]);
-    (app, clients)
+    let mut clients =
+        Clients::start_with_env(&[("NODE_EXTRA_CA_CERTS", ca.cert.to_str().unwrap())]);
+    let url = format!("https://127.0.0.1:{}", app.port);
+    clients.connect_url("c1", &url, &["/", "/chat"]);
+    (app, clients, url)
 }
 
 #[test]
 fn socketio_admin_over_wss_trusts_the_configured_ca_only() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "ca");
-    let (app, mut clients) = app_over_tls(&ca);
-    let url = format!("https://127.0.0.1:{}", app.port);
-    clients.connect_url("c1", &url, &["/", "/chat"]);
+    let (app, _clients, url) = app_over_tls(&ca);
 
     let trusting = Exporter::start(&admin_config(
         &url,

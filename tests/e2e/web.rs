@@ -47,24 +47,33 @@ fn https(exporter: &Exporter, path: &str) -> String {
     format!("https://{}{path}", exporter.addr)
 }
 
+/// TLS with the certificate `server.pem` and the user `prometheus` with `password`.
+fn tls_and_user(password: &str) -> String {
+    format!(
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n\
+         basic_auth_users:\n  prometheus: {}\n",
+        hash(password)
+    )
+}
+
+/// An exporter with [`tls_and_user`] (password [`PASSWORD`]) and `extra` YAML, its
+/// certificate signed by a private CA.
+fn tls_exporter(extra: &str) -> (tempfile::TempDir, Ca, Exporter) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    ca.server("server");
+    let exporter = start(dir.path(), &format!("{}{extra}", tls_and_user(PASSWORD)));
+    (dir, ca, exporter)
+}
+
 fn status(answer: &Result<Answer, String>) -> Option<u16> {
     answer.as_ref().ok().map(|a| a.status)
 }
 
 #[test]
 fn tls_and_basic_auth_guard_metrics_while_probes_and_push_keep_their_own_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path(), "ca");
-    ca.server("server");
-    let exporter = start(
-        dir.path(),
-        &format!(
-            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n\
-             basic_auth_users:\n  prometheus: {}\n\
-             http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
-            hash(PASSWORD)
-        ),
-    );
+    let (_dir, ca, exporter) =
+        tls_exporter("http_server_config:\n  headers:\n    X-Frame-Options: deny\n");
     let cacert = ca.cert.to_str().unwrap();
     let metrics = https(&exporter, "/metrics");
 
@@ -184,14 +193,7 @@ fn rotated_certificates_and_users_apply_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let first = Ca::new(dir.path(), "first");
     first.server("server");
-    let web = |password: &str| {
-        format!(
-            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n\
-             basic_auth_users:\n  prometheus: {}\n",
-            hash(password)
-        )
-    };
-    let exporter = start(dir.path(), &web("old"));
+    let exporter = start(dir.path(), &tls_and_user("old"));
     let metrics = https(&exporter, "/metrics");
     let scrape = |ca: &Ca, password: &str| {
         status(&curl(&[
@@ -219,7 +221,7 @@ fn rotated_certificates_and_users_apply_without_a_restart() {
         "the old CA must no longer verify"
     );
 
-    write_web_config(dir.path(), &web("new"));
+    write_web_config(dir.path(), &tls_and_user("new"));
     eventually(Duration::from_secs(10), || match scrape(&second, "new") {
         Some(200) => Ok(()),
         other => Err(format!("the new password is not accepted: {other:?}")),
@@ -254,17 +256,7 @@ fn keeping_warnings(exporter: &Exporter) -> usize {
 
 #[test]
 fn prometheus_scrapes_over_https_with_a_private_ca_and_basic_auth() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path(), "ca");
-    ca.server("server");
-    let exporter = start(
-        dir.path(),
-        &format!(
-            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n\
-             basic_auth_users:\n  prometheus: {}\n",
-            hash(PASSWORD)
-        ),
-    );
+    let (_dir, ca, exporter) = tls_exporter("");
     let prometheus = Prometheus::start(&format!(
         r#"global:
   scrape_interval: 1s
