@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::config::otlp::OtlpConfig;
 use crate::readiness::Readiness;
 use crate::reconcile::{self, Inputs, SourceInput, SyncLoop};
-use crate::server::{self, Routes, State};
+use crate::server::{Listeners, State};
 use crate::sinks::otlp::OtlpSink;
 use crate::snapshot::Snapshot;
 use crate::sources::push::PushEndpoint;
@@ -35,16 +35,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(path) => Web::load(path)?,
         None => Web::open(),
     });
-    let listener = server::bind(config.listen).await?;
-    tracing::info!(address = %listener.local_addr()?, tls = web.is_tls(), "listening");
-    let push_listener = match push_listen(&config) {
-        Some(address) => {
-            let listener = server::bind(address).await?;
-            tracing::info!(address = %listener.local_addr()?, tls = web.is_tls(), "push listening");
-            Some(listener)
-        }
-        None => None,
-    };
+    let listeners = Listeners::bind(config.listen, push_listen(&config), web.is_tls()).await?;
 
     let telemetry = telemetry(&config);
     let inputs = Inputs {
@@ -81,27 +72,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         scrape: Arc::default(),
         landing: landing::page(&config),
     };
-    let main_routes = match push_listener {
-        Some(push_listener) => {
-            let serve = server::serve(
-                push_listener,
-                state.clone(),
-                Routes::PushOnly,
-                cancel.clone(),
-                SHUTDOWN_DEADLINE,
-            );
-            tasks.spawn(serve);
-            Routes::AllButPush
-        }
-        None => Routes::All,
-    };
-    tasks.spawn(server::serve(
-        listener,
-        state,
-        main_routes,
-        cancel.clone(),
-        SHUTDOWN_DEADLINE,
-    ));
+    listeners.spawn(state, &cancel, &tasks, SHUTDOWN_DEADLINE);
     tasks.close();
 
     signal().await?;

@@ -20,6 +20,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::readiness::Readiness;
 use crate::snapshot::Snapshot;
@@ -50,7 +51,7 @@ pub(crate) struct State {
 
 /// Which routes a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Routes {
+enum Routes {
     /// Everything: the default single listener.
     All,
     /// Everything but `/push/*`, which has a listener of its own.
@@ -61,7 +62,7 @@ pub(crate) enum Routes {
 
 /// Serves connections on `listener` until `cancel` fires, then lets open requests finish
 /// for at most `drain`.
-pub(crate) async fn serve(
+async fn serve(
     listener: TcpListener,
     state: State,
     routes: Routes,
@@ -223,8 +224,54 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
-/// Binds the listener; errors name the address.
-pub(crate) async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+/// The bound listeners: the main one, and the push source's own when it has one.
+pub(crate) struct Listeners {
+    main: TcpListener,
+    push: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every listener at start and logs each address.
+    pub(crate) async fn bind(
+        main: SocketAddr,
+        push: Option<SocketAddr>,
+        tls: bool,
+    ) -> anyhow::Result<Listeners> {
+        let main = bind(main).await?;
+        tracing::info!(address = %main.local_addr()?, tls, "listening");
+        let push = match push {
+            Some(address) => {
+                let push = bind(address).await?;
+                tracing::info!(address = %push.local_addr()?, tls, "push listening");
+                Some(push)
+            }
+            None => None,
+        };
+        Ok(Listeners { main, push })
+    }
+
+    /// Serves every listener until `cancel` fires.
+    pub(crate) fn spawn(
+        self,
+        state: State,
+        cancel: &CancellationToken,
+        tasks: &TaskTracker,
+        drain: Duration,
+    ) {
+        let main_routes = match self.push {
+            Some(push) => {
+                let serve = serve(push, state.clone(), Routes::PushOnly, cancel.clone(), drain);
+                tasks.spawn(serve);
+                Routes::AllButPush
+            }
+            None => Routes::All,
+        };
+        tasks.spawn(serve(self.main, state, main_routes, cancel.clone(), drain));
+    }
+}
+
+/// Binds one listener; errors name the address.
+async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))
