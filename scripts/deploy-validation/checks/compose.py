@@ -19,7 +19,9 @@ from .common import (EXPORTER, ROOT, Binary, Report, config_path_of, host_port, 
 from .dockerfile import parse_dockerfile
 from .otel_collector import check_otel_config
 
-SERVICES = ("app", "exporter", "prometheus", "grafana", "otel-collector")
+# The compose stack's exporters and the app each one is the sidecar of.
+SIDECARS = {"exporter": "app", "nextjs-exporter": "nextjs"}
+SERVICES = (*SIDECARS, *SIDECARS.values(), "prometheus", "grafana", "otel-collector")
 PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
 COLLECTOR_CONFIG = "/etc/otelcol-contrib/config.yaml"  # where the contrib image reads its config
 
@@ -66,24 +68,28 @@ def check_mounts(rep: Report, services: dict) -> Mounts:
     return mounts
 
 
-def check_exporter(rep: Report, binary: Binary, ex: dict, mounts: Mounts,
-                   docker: dict) -> tuple[dict[str, str], str] | None:
-    """The exporter: sidecar of the app, config checked by the binary. Returns its
-    environment and the `--check-config` output."""
-    ewhere = "compose exporter"
-    rep.check(ex.get("network_mode") == "service:app", ewhere, "shares the app's network namespace (network_mode service:app)")
+def check_exporter(rep: Report, binary: Binary, services: dict, name: str, app_name: str,
+                   mounts: Mounts, docker: dict) -> tuple[dict[str, str], str] | None:
+    """The exporter service `name`: sidecar of `app_name`, config checked by the binary.
+    Returns its environment and the `--check-config` output."""
+    ex, app = services[name], services[app_name]
+    ewhere = f"compose {name}"
+    rep.check(ex.get("network_mode") == f"service:{app_name}", ewhere,
+              f"shares the app's network namespace (network_mode service:{app_name})")
     rep.check(str(ex.get("user")) == docker["user"], ewhere, f"runs as the image's user {docker['user']}", str(ex.get("user")))
     rep.check(ex.get("read_only") is True, ewhere, "read-only root filesystem")
     rep.check("ALL" in (ex.get("cap_drop") or []), ewhere, "drops all capabilities")
     rep.check(ex.get("build", {}).get("dockerfile") == "Dockerfile", ewhere, "builds the repository's Dockerfile")
     rep.check("SOCKETIO_EXPORTER_REVISION" in (ex.get("build", {}).get("args") or {}), ewhere,
               "passes SOCKETIO_EXPORTER_REVISION to the build")
+    rep.check(ex.get("profiles") == app.get("profiles"), ewhere, f"runs in the same profiles as {app_name}",
+              f"{ex.get('profiles')} vs {app.get('profiles')}")
     command = ex.get("command") or []
     if isinstance(command, str):
         command = shlex.split(command)
     env = {k: str(v) for k, v in (ex.get("environment") or {}).items()}
     cfg_path = config_path_of(command, env, docker["env"].get("SOCKETIO_EXPORTER_CONFIG"))
-    local = mounts.local("exporter", cfg_path)
+    local = mounts.local(name, cfg_path)
     if not rep.check(local is not None and local.is_file(), ewhere, f"--config {cfg_path} is a mounted file"):
         return None
     rc, out = binary.check_config(with_config(command, str(local)), env)
@@ -92,27 +98,36 @@ def check_exporter(rep: Report, binary: Binary, ex: dict, mounts: Mounts,
     return env, out
 
 
-def check_app(rep: Report, app: dict, port: int, out: str) -> None:
-    """The app publishes the exporter's port, and the exporter's config calls the app."""
+def app_port(app: dict) -> str | None:
+    """The port an app service serves on: PORT in its environment or its Dockerfile, or
+    the --port of its ENTRYPOINT."""
+    if "PORT" in (app.get("environment") or {}):
+        return str(app["environment"]["PORT"])
+    build = app.get("build")
+    if not build:
+        return None
+    d = parse_dockerfile(Path(build["context"]) / build.get("dockerfile", "Dockerfile"))
+    entry = d["entrypoint"]
+    return d["env"].get("PORT") or (entry[entry.index("--port") + 1] if entry and "--port" in entry else None)
+
+
+def check_app(rep: Report, name: str, app_name: str, app: dict, port: int, out: str) -> None:
+    """The app publishes its exporter's port, and the exporter's config calls the app."""
     published = [str(p) for p in app.get("ports", []) or []]
-    rep.check(any(re.search(rf":{port}(/tcp)?$", p) for p in published), "compose app",
+    rep.check(any(re.search(rf":{port}(/tcp)?$", p) for p in published), f"compose {app_name}",
               f"publishes the exporter's port {port}", str(published))
-    entry = None
-    adf = app.get("build", {})
-    if adf:
-        entry = parse_dockerfile(Path(adf["context"]) / adf["dockerfile"])["entrypoint"]
     endpoint = loopback_endpoint_port(out)
-    app_port = entry[entry.index("--port") + 1] if entry and "--port" in entry else None
-    rep.check(endpoint is not None and endpoint == app_port, "compose exporter",
-              "the config's endpoint is the demo app's --port on loopback",
-              f"endpoint {endpoint}, app --port {app_port}")
+    port_of_app = app_port(app)
+    rep.check(endpoint is not None and endpoint == port_of_app, f"compose {name}",
+              f"the config's endpoint is {app_name}'s port on loopback",
+              f"endpoint {endpoint}, {app_name} port {port_of_app}")
     server_id = re.search(r'server id "([^"]*)"', out)
-    rep.check(server_id is not None and server_id.group(1) == app.get("hostname"), "compose exporter",
+    rep.check(server_id is not None and server_id.group(1) == app.get("hostname"), f"compose {name}",
               "server_id is the app container's hostname (admin-ui's default serverId)",
               f"{server_id and server_id.group(1)} vs hostname {app.get('hostname')}")
 
 
-def check_prometheus(rep: Report, promtool: str, mounts: Mounts, port: int) -> dict | None:
+def check_prometheus(rep: Report, promtool: str, mounts: Mounts, port: int, nextjs_port: int) -> dict | None:
     """Prometheus: staged as the container sees its files, then promtool check config.
     Returns its scrape jobs by name."""
     pwhere = "compose prometheus"
@@ -137,6 +152,9 @@ def check_prometheus(rep: Report, promtool: str, mounts: Mounts, port: int) -> d
     if rep.check(job is not None, pwhere, f"a scrape job named {EXPORTER} (the PodMonitor's job label)"):
         targets = static_targets(job)
         rep.check(targets == [f"app:{port}"], pwhere, f"scrapes app:{port}", str(targets))
+        found = [(n, sd.get("port")) for sd in job.get("dns_sd_configs", []) for n in sd.get("names", [])]
+        rep.check(("nextjs", nextjs_port) in found, pwhere,
+                  f"finds nextjs:{nextjs_port} by DNS (while the nextjs profile runs)", str(found))
         rep.check(job.get("metrics_path", "/metrics") == "/metrics", pwhere, "scrapes /metrics")
         rep.check(job.get("honor_labels") is True, pwhere, "honor_labels: true keeps the Socket.IO `namespace` label")
     return jobs
@@ -183,13 +201,16 @@ def check_compose(rep: Report, binary: Binary, promtool: str, compose_file: Path
     if rep.failures:
         return
     mounts = check_mounts(rep, services)
-    exporter = check_exporter(rep, binary, services["exporter"], mounts, docker)
-    if exporter is None:
-        return
-    env, out = exporter
-    port = int(listen_of(out).rsplit(":", 1)[1])
-    check_app(rep, services["app"], port, out)
-    jobs = check_prometheus(rep, promtool, mounts, port)
+    checked = {}
+    for name, app_name in SIDECARS.items():
+        exporter = check_exporter(rep, binary, services, name, app_name, mounts, docker)
+        if exporter is None:
+            return
+        port = int(listen_of(exporter[1]).rsplit(":", 1)[1])
+        check_app(rep, name, app_name, services[app_name], port, exporter[1])
+        checked[name] = (exporter[0], port)
+    env, port = checked["exporter"]
+    jobs = check_prometheus(rep, promtool, mounts, port, checked["nextjs-exporter"][1])
     if jobs is None:
         return
     check_collector(rep, services, mounts, env, jobs)

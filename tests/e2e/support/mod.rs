@@ -53,7 +53,7 @@ pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Result<T, Str
 }
 
 /// Lines a child writes, collected by a thread.
-fn collect_lines(
+pub fn collect_lines(
     stream: impl Read + Send + 'static,
 ) -> (Receiver<String>, Arc<Mutex<Vec<String>>>) {
     let (tx, rx) = channel();
@@ -67,6 +67,25 @@ fn collect_lines(
         }
     });
     (rx, all)
+}
+
+/// What `pick` makes of the first line it accepts, waiting up to `timeout` for it; else
+/// panics with `missing()`.
+pub fn first_line<T>(
+    lines: &Receiver<String>,
+    timeout: Duration,
+    mut pick: impl FnMut(&str) -> Option<T>,
+    missing: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("{}", missing()));
+        if let Some(found) = pick(&line) {
+            return found;
+        }
+    }
 }
 
 fn kill(child: &mut Child) {
@@ -326,23 +345,21 @@ impl Exporter {
             .spawn()
             .expect("start the exporter");
         let (lines, logs) = collect_lines(child.stderr.take().unwrap());
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
-            let line = lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "the exporter did not log its address: {:?}",
-                        logs.lock().unwrap()
-                    )
-                });
-            let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if event["message"] == "listening" {
-                break event["address"].as_str().unwrap().parse().unwrap();
-            }
-        };
+        let addr = first_line(
+            &lines,
+            START_TIMEOUT,
+            |line| {
+                let event = serde_json::from_str::<Value>(line).ok()?;
+                (event["message"] == "listening")
+                    .then(|| event["address"].as_str().unwrap().parse().unwrap())
+            },
+            || {
+                format!(
+                    "the exporter did not log its address: {:?}",
+                    logs.lock().unwrap()
+                )
+            },
+        );
         Exporter {
             child,
             addr,
