@@ -186,6 +186,24 @@ fn client_certificates_are_required_and_verified_when_configured() {
     assert!(strange.is_err(), "{strange:?}");
     // Even the probes need the certificate: TLS comes before HTTP.
     assert!(curl(&["--cacert", cacert, &https(&exporter, "/healthz")]).is_err());
+    drop(exporter);
+
+    // RequireAnyClientCert: any certificate whose key the client holds, no CA check.
+    let exporter = start(
+        dir.path(),
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  \
+         client_auth_type: RequireAnyClientCert\n",
+    );
+    let metrics = https(&exporter, "/metrics");
+    let stranger_cert = [
+        "--cert",
+        stranger.cert.to_str().unwrap(),
+        "--key",
+        stranger.key.to_str().unwrap(),
+    ];
+    let answer = curl(&[&["--cacert", cacert][..], &stranger_cert, &[&metrics]].concat());
+    assert_eq!(status(&answer), Some(200), "{answer:?}");
+    assert!(curl(&["--cacert", cacert, &metrics]).is_err());
 }
 
 #[test]
