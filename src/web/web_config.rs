@@ -307,31 +307,7 @@ fn validate_tls(raw: RawTls, dir: &Path, problems: &mut Problems) -> Option<TlsS
     if !enabled {
         return None;
     }
-    let client_auth = ClientAuth::parse(&auth_name).unwrap_or_else(|| {
-        add(
-            "client_auth_type",
-            format!(
-                "unknown value {auth_name:?}; one of NoClientCert, RequestClientCert, \
-                 RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"
-            ),
-        );
-        ClientAuth::NoClientCert
-    });
-    match (&client_ca, client_auth) {
-        (Some(_), ClientAuth::NoClientCert) => add(
-            "client_ca_file",
-            "is set without a client_auth_type: set client_auth_type: \
-             RequireAndVerifyClientCert to require client certificates"
-                .to_owned(),
-        ),
-        (None, auth) if auth.verifies() => add(
-            "client_ca_file",
-            format!(
-                "missing: client_auth_type {auth_name} verifies client certificates against it"
-            ),
-        ),
-        _ => {}
-    }
+    let client_auth = client_auth(&auth_name, client_ca.is_some(), &mut add);
     let min = version(raw.min_version, "min_version", 0, &mut add);
     let max = version(raw.max_version, "max_version", VERSIONS.len() - 1, &mut add);
     if min > max {
@@ -361,6 +337,34 @@ fn validate_tls(raw: RawTls, dir: &Path, problems: &mut Problems) -> Option<TlsS
         versions,
         prefer_server_order: raw.prefer_server_cipher_suites.unwrap_or(true),
     })
+}
+
+/// `client_auth_type`, and whether it agrees with the presence of a client CA.
+fn client_auth(name: &str, has_ca: bool, add: &mut impl FnMut(&str, String)) -> ClientAuth {
+    let client_auth = ClientAuth::parse(name).unwrap_or_else(|| {
+        add(
+            "client_auth_type",
+            format!(
+                "unknown value {name:?}; one of NoClientCert, RequestClientCert, \
+                 RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"
+            ),
+        );
+        ClientAuth::NoClientCert
+    });
+    match (has_ca, client_auth) {
+        (true, ClientAuth::NoClientCert) => add(
+            "client_ca_file",
+            "is set without a client_auth_type: set client_auth_type: \
+             RequireAndVerifyClientCert to require client certificates"
+                .to_owned(),
+        ),
+        (false, auth) if auth.verifies() => add(
+            "client_ca_file",
+            format!("missing: client_auth_type {name} verifies client certificates against it"),
+        ),
+        _ => {}
+    }
+    client_auth
 }
 
 /// The file wins over inline text, as in the toolkit; empty counts as absent.
