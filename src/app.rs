@@ -1,6 +1,7 @@
 //! Wiring: sources → sync loop → snapshot → HTTP server and OTLP, the reloader, and the
 //! shutdown sequence.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +14,12 @@ use crate::config::Config;
 use crate::readiness::Readiness;
 use crate::reconcile::{self, Inputs, SourceInput, SyncLoop};
 use crate::reload::{self, Reloader, Sources};
-use crate::server::{self, State};
+use crate::server::{Listeners, State};
 use crate::sinks::otlp::OtlpSink;
+use crate::sources::SourceKind;
 use crate::telemetry::Telemetry;
 use crate::update::SourceId;
+use crate::web::{Web, landing};
 
 /// Everything stops within this time after the first SIGTERM/SIGINT; a second signal
 /// ends the process at once. Kubernetes waits 30 s by default before it kills a container.
@@ -29,8 +32,11 @@ const UPDATE_QUEUE: usize = 256;
 
 /// Runs the exporter until a shutdown signal; `cli` says how the config may be reloaded.
 pub async fn run(config: Config, cli: &Cli) -> anyhow::Result<()> {
-    let listener = server::bind(config.listen).await?;
-    tracing::info!(address = %listener.local_addr()?, "listening");
+    let web = Arc::new(match &config.web_config_file {
+        Some(path) => Web::load(path)?,
+        None => Web::open(),
+    });
+    let listeners = Listeners::bind(config.listen, push_listen(&config), web.is_tls()).await?;
 
     let telemetry = telemetry(&config);
     let inputs = Inputs {
@@ -67,6 +73,7 @@ pub async fn run(config: Config, cli: &Cli) -> anyhow::Result<()> {
         watch: cli.config_watch,
         lifecycle: cli.web_enable_lifecycle,
     };
+    let (landing_tx, landing) = watch::channel(landing::page(&config));
     let running = reload::Running {
         config,
         sources,
@@ -74,6 +81,7 @@ pub async fn run(config: Config, cli: &Cli) -> anyhow::Result<()> {
         layouts: layouts_tx,
         snapshot: snapshot.clone(),
         telemetry: telemetry.clone(),
+        landing: landing_tx,
     };
     let (mut reloader, reload) = Reloader::new(options, running)?;
     let state = State {
@@ -82,13 +90,11 @@ pub async fn run(config: Config, cli: &Cli) -> anyhow::Result<()> {
         ready,
         push,
         reload,
+        web,
+        scrape: Arc::default(),
+        landing,
     };
-    tasks.spawn(server::serve(
-        listener,
-        state,
-        cancel.clone(),
-        SHUTDOWN_DEADLINE,
-    ));
+    listeners.spawn(state, &cancel, &tasks, SHUTDOWN_DEADLINE);
     tasks.close();
 
     tokio::select! {
@@ -97,6 +103,14 @@ pub async fn run(config: Config, cli: &Cli) -> anyhow::Result<()> {
     }
     shutdown(cancel, tasks, reloader.into_otlp()).await;
     Ok(())
+}
+
+/// The push source's own listen address, when it has one.
+fn push_listen(config: &Config) -> Option<SocketAddr> {
+    config.sources.iter().find_map(|source| match &source.kind {
+        SourceKind::Push(push) => push.listen_address,
+        _ => None,
+    })
 }
 
 /// The self-metrics: every source's error counters at 0, and the OTLP one when OTLP is on.

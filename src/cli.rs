@@ -8,13 +8,26 @@ use clap::{Parser, ValueEnum};
 
 /// Exports a Socket.IO app's real per-namespace connection counts to Prometheus.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("SOCKETIO_EXPORTER_REVISION"), ")"),
+    about
+)]
 pub struct Cli {
     /// Configuration file.
     #[arg(long, env = "SOCKETIO_EXPORTER_CONFIG", default_value = "config.toml")]
     pub config: PathBuf,
 
-    /// Validate the configuration, print a summary and exit (0 if valid, 2 if not).
+    /// TLS, basic auth and response headers for the listeners, in exporter-toolkit's web
+    /// config format (YAML); certificates, keys and users are picked up without a restart.
+    #[arg(
+        long = "web.config.file",
+        env = "SOCKETIO_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "PATH"
+    )]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Validate the configuration (and the web config file), print a summary and exit
+    /// (0 if valid, 2 if not).
     #[arg(long)]
     pub check_config: bool,
 

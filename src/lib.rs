@@ -23,10 +23,12 @@ mod snapshot;
 mod sources;
 mod telemetry;
 mod update;
+mod web;
 
 pub use app::run;
 pub use cli::{Cli, LogFormat};
 pub use config::Config;
+pub use web::check as check_web_config;
 
 /// The pure core, for the benchmarks: take counts in, reconcile, render.
 #[doc(hidden)]

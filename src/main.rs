@@ -11,15 +11,31 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
 
-    let config = match Config::load_for(&cli.config, cli.listen) {
+    let mut config = match Config::load_for(&cli.config, cli.listen) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // The web config is checked here too, so that a bad one is a config error (exit 2).
+    let web_summary = match &cli.web_config_file {
+        Some(path) => match socketio_exporter::check_web_config(path) {
+            Ok(summary) => summary,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => "web config: none (plain HTTP, no basic auth)".to_owned(),
+    };
+    config.web_config_file = cli.web_config_file.clone();
     if cli.check_config {
-        println!("{}: ok\n{}", cli.config.display(), config.summary());
+        println!(
+            "{}: ok\n{}\n{web_summary}",
+            cli.config.display(),
+            config.summary()
+        );
         return ExitCode::SUCCESS;
     }
 

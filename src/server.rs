@@ -1,4 +1,6 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/-/reload` and a landing page at `/`.
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/-/reload`, a landing page at
+//! `/`, and the push routes, on the main listener or on a push listener of their own. TLS,
+//! basic auth and extra headers come from the web layer (`web/`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,24 +10,28 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::rt::{Read, Write};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::readiness::Readiness;
 use crate::reload::{PushSlot, ReloadHandle};
-use crate::sinks::prometheus;
 use crate::snapshot::Snapshot;
 use crate::sources::push;
 use crate::telemetry::Telemetry;
+use crate::web::scrape::ScrapeCache;
+use crate::web::{Loaded, Web, tls};
 
-/// A client gets this long to send its request headers.
+/// A client gets this long to finish the TLS handshake, and again to send its request
+/// headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the handlers read.
@@ -39,13 +45,30 @@ pub(crate) struct State {
     pub push: PushSlot,
     /// `POST /-/reload`, with `--web.enable-lifecycle`.
     pub reload: Option<ReloadHandle>,
+    /// TLS, basic auth and extra headers.
+    pub web: Arc<Web>,
+    pub scrape: Arc<ScrapeCache>,
+    /// The landing page, built from the configuration and rebuilt by each reload.
+    pub landing: watch::Receiver<Bytes>,
+}
+
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Routes {
+    /// Everything: the default single listener.
+    All,
+    /// Everything but `/push/*`, which has a listener of its own.
+    AllButPush,
+    /// Only `/push/*`.
+    PushOnly,
 }
 
 /// Serves connections on `listener` until `cancel` fires, then lets open requests finish
 /// for at most `drain`.
-pub(crate) async fn serve(
+async fn serve(
     listener: TcpListener,
     state: State,
+    routes: Routes,
     cancel: CancellationToken,
     drain: Duration,
 ) {
@@ -63,21 +86,8 @@ pub(crate) async fn serve(
                 }
             },
         };
-        let state = state.clone();
-        let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(route(req, &state).await) }
-        });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, "http connection ended: {e}");
-            }
-        });
+        let connection = connection(stream, peer, state.clone(), routes, graceful.watcher());
+        tokio::spawn(connection);
     }
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
@@ -87,14 +97,65 @@ pub(crate) async fn serve(
     }
 }
 
-async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+/// One connection: the TLS handshake when TLS is on, then HTTP/1.1.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: State,
+    routes: Routes,
+    watcher: Watcher,
+) {
+    let tls = state.web.current().tls.clone();
+    let Some(config) = tls else {
+        return http(TokioIo::new(stream), peer, state, routes, watcher).await;
+    };
+    match tls::handshake(stream, config, HEADER_READ_TIMEOUT).await {
+        Ok(stream) => http(TokioIo::new(stream), peer, state, routes, watcher).await,
+        Err(e) => tracing::debug!(%peer, "connection refused: {e}"),
+    }
+}
+
+async fn http<I>(io: I, peer: SocketAddr, state: State, routes: Routes, watcher: Watcher)
+where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(req, &state, routes).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(io, service);
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(%peer, "http connection ended: {e}");
+    }
+}
+
+/// Routes the request under the web config in force, and adds its extra headers.
+async fn handle(req: Request<Incoming>, state: &State, routes: Routes) -> Response<Full<Bytes>> {
+    let web = state.web.current();
+    let mut response = route(req, state, routes, &web).await;
+    for (name, value) in &web.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+}
+
+async fn route(
+    req: Request<Incoming>,
+    state: &State,
+    routes: Routes,
+    web: &Loaded,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let push = match path {
         "/push/report" => Some(push::Kind::Report),
         "/push/events" => Some(push::Kind::Events),
         _ => None,
     };
-    if let Some(kind) = push {
+    if let Some(kind) = push.filter(|_| routes != Routes::AllButPush) {
+        // Push has its bearer token (the push source's `token`), never basic auth.
         let endpoint = state.push.borrow().clone();
         let Some(endpoint) = endpoint else {
             return text(StatusCode::NOT_FOUND, "no push source is configured\n");
@@ -104,11 +165,26 @@ async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
         }
         return endpoint.handle(kind, req).await;
     }
+    if routes == Routes::PushOnly
+        || !matches!(
+            path,
+            "/" | "/metrics" | "/healthz" | "/readyz" | "/-/reload"
+        )
+    {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    // Probes stay open: kubelet cannot send basic auth, and they reveal nothing.
+    let probe = matches!(path, "/healthz" | "/readyz");
+    if !probe
+        && !web.users.is_empty()
+        && !(state.web.auth)
+            .allows(&web.users, req.headers().get(AUTHORIZATION))
+            .await
+    {
+        return unauthorized();
+    }
     if path == "/-/reload" {
         return reload(req.method(), state.reload.as_ref()).await;
-    }
-    if !matches!(path, "/" | "/metrics" | "/healthz" | "/readyz") {
-        return text(StatusCode::NOT_FOUND, "not found\n");
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return not_allowed("GET, HEAD");
@@ -116,20 +192,15 @@ async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
     match path {
         "/metrics" => {
             let snapshot = state.snapshot.borrow().clone();
-            let body = prometheus::render(&snapshot, &state.telemetry);
-            let mut response = Response::new(Full::new(Bytes::from(body)));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static(prometheus::CONTENT_TYPE),
-            );
-            response
+            state
+                .scrape
+                .response(req.headers(), snapshot, &state.telemetry)
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if state.ready.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         _ => {
-            let mut response =
-                Response::new(Full::new(Bytes::from_static(LANDING_PAGE.as_bytes())));
+            let mut response = Response::new(Full::new(state.landing.borrow().clone()));
             response.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
@@ -159,6 +230,14 @@ async fn reload(method: &Method, reload: Option<&ReloadHandle>) -> Response<Full
     }
 }
 
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+    response
+}
+
 fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
     let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     response
@@ -177,16 +256,54 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
-const LANDING_PAGE: &str = "<!doctype html>
-<html><head><title>socketio-exporter</title></head>
-<body><h1>socketio-exporter</h1>
-<p>Socket.IO connection counts for Prometheus.</p>
-<ul><li><a href=\"/metrics\">/metrics</a></li><li><a href=\"/healthz\">/healthz</a></li><li><a href=\"/readyz\">/readyz</a></li></ul>
-</body></html>
-";
+/// The bound listeners: the main one, and the push source's own when it has one.
+pub(crate) struct Listeners {
+    main: TcpListener,
+    push: Option<TcpListener>,
+}
 
-/// Binds the listener; errors name the address.
-pub(crate) async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+impl Listeners {
+    /// Binds every listener at start and logs each address.
+    pub(crate) async fn bind(
+        main: SocketAddr,
+        push: Option<SocketAddr>,
+        tls: bool,
+    ) -> anyhow::Result<Listeners> {
+        let main = bind(main).await?;
+        tracing::info!(address = %main.local_addr()?, tls, "listening");
+        let push = match push {
+            Some(address) => {
+                let push = bind(address).await?;
+                tracing::info!(address = %push.local_addr()?, tls, "push listening");
+                Some(push)
+            }
+            None => None,
+        };
+        Ok(Listeners { main, push })
+    }
+
+    /// Serves every listener until `cancel` fires.
+    pub(crate) fn spawn(
+        self,
+        state: State,
+        cancel: &CancellationToken,
+        tasks: &TaskTracker,
+        drain: Duration,
+    ) {
+        let main_routes = match self.push {
+            Some(push) => {
+                let serve = serve(push, state.clone(), Routes::PushOnly, cancel.clone(), drain);
+                tasks.spawn(serve);
+                Routes::AllButPush
+            }
+            None => Routes::All,
+        };
+        tasks.spawn(serve(self.main, state, main_routes, cancel.clone(), drain));
+    }
+}
+
+/// Binds one listener; errors name the address.
+async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use prometheus::{
@@ -26,6 +27,9 @@ pub struct Telemetry {
     otlp_export_errors: Mutex<Option<IntCounter>>,
     reload_successful: IntGauge,
     reload_success_time: Gauge,
+    /// Bumped by every change but the process metrics and the sync histogram (which
+    /// change with each snapshot anyway), so a cached `/metrics` body knows it is behind.
+    changes: AtomicU64,
 }
 
 impl Telemetry {
@@ -71,6 +75,7 @@ impl Telemetry {
             otlp_export_errors: Mutex::default(),
             reload_successful,
             reload_success_time,
+            changes: AtomicU64::new(0),
         };
         telemetry.set_sources(sources);
         // The load at start counts as the first successful reload, as in Prometheus.
@@ -114,6 +119,7 @@ impl Telemetry {
             .unwrap_or_else(|e| e.into_inner())
         {
             counter.inc();
+            self.changed();
         }
     }
 
@@ -142,6 +148,7 @@ impl Telemetry {
             }
         }
         *known = next;
+        self.changed();
     }
 
     /// Counts a failure of a configured source; one a reload removed is not counted.
@@ -151,6 +158,7 @@ impl Telemetry {
             self.source_errors
                 .with_label_values(&[source, reason.as_str()])
                 .inc();
+            self.changed();
         }
     }
 
@@ -163,6 +171,17 @@ impl Telemetry {
                 .unwrap_or_default();
             self.reload_success_time.set(now.as_secs_f64());
         }
+        self.changed();
+    }
+
+    /// How many times the counted metrics changed: a body rendered at one count is
+    /// current while the count stays.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn observe_sync(&self, took: Duration) {

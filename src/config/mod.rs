@@ -60,6 +60,9 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// OTLP export, when it is on.
     pub otlp: Option<OtlpConfig>,
+    /// The web config file (TLS, basic auth, headers) from `--web.config.file`; not a key
+    /// of this file.
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// Why a configuration could not be loaded.
@@ -88,7 +91,8 @@ pub enum ParseError {
     Invalid(Vec<Problem>),
 }
 
-fn list(problems: &[Problem]) -> String {
+/// `N problems` and one indented line per problem.
+pub(crate) fn list(problems: &[Problem]) -> String {
     let noun = if problems.len() == 1 {
         "problem"
     } else {
@@ -192,6 +196,7 @@ impl Config {
             sync,
             sources,
             otlp,
+            web_config_file: None,
         }
     }
 

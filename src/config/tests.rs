@@ -159,3 +159,50 @@ fn endpoint_with_custom_path() {
         "ws://127.0.0.1:3000/ws/?EIO=4&transport=websocket"
     );
 }
+
+#[test]
+fn tls_endpoints_take_a_ca_file_and_handshake_headers() {
+    let config = Config::parse(&format!(
+        "{}\nheaders = {{ Authorization = \"Bearer x\" }}\n",
+        MINIMAL.replace("http://", "https://")
+    ))
+    .unwrap();
+    let SourceKind::SocketioAdmin(admin) = &config.sources[0].kind else {
+        panic!("expected a socketio_admin source")
+    };
+    assert_eq!(
+        admin.url.as_str(),
+        "wss://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket"
+    );
+    assert_eq!(admin.headers[0].0.as_str(), "authorization");
+    assert!(!config.summary().contains("Bearer x"));
+    assert_eq!(
+        problems(&format!(
+            "{MINIMAL}\nca_file = \"/nonexistent/ca.pem\"\nheaders = {{ Host = \"x\", \"bad name\" = \"y\" }}\n"
+        )),
+        [
+            "sources[0].ca_file: only applies to an https:// or wss:// endpoint",
+            "sources[0].headers: \"Host\" is set by the WebSocket handshake itself",
+            "sources[0].headers: \"bad name\": not a valid HTTP header name and value",
+        ]
+    );
+}
+
+#[test]
+fn a_push_listener_of_its_own_is_what_the_token_rule_checks() {
+    let push = |extra: &str| {
+        format!(
+            "environment = \"t\"\n[listen]\naddress = \"0.0.0.0:8797\"\n[[sources]]\ntype = \"push\"\n{extra}"
+        )
+    };
+    let on_loopback = Config::parse(&push("listen_address = \"127.0.0.1:8798\"")).unwrap();
+    assert!(on_loopback.exposure_problems().is_empty());
+    let on_main = Config::parse(&push("")).unwrap();
+    assert_eq!(on_main.exposure_problems().len(), 1);
+    assert_eq!(
+        problems(&push("listen_address = \"localhost\"")),
+        [
+            "sources[0].listen_address: \"localhost\" is not an IP address with a port, e.g. \"127.0.0.1:8798\""
+        ]
+    );
+}

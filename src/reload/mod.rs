@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::signal::unix::{Signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -25,6 +26,7 @@ use crate::sinks::otlp::{OtlpError, OtlpSink};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
 use crate::update::SourceId;
+use crate::web::landing;
 
 /// Changes to the config file are coalesced over this long: an editor's writes, or the
 /// symlink swap of a Kubernetes ConfigMap volume.
@@ -78,6 +80,8 @@ pub(crate) struct Running {
     /// For a new OTLP sink.
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub telemetry: Arc<Telemetry>,
+    /// The landing page, which lists the sources.
+    pub landing: watch::Sender<Bytes>,
 }
 
 pub(crate) struct Reloader {
@@ -199,8 +203,10 @@ fn log_refused(trigger: &str, refused: &Refused) {
 impl Running {
     /// Swaps in a valid config: fails, changing nothing, only when a new OTLP sink cannot
     /// start.
-    async fn apply(&mut self, next: Config) -> Result<(), Refused> {
+    async fn apply(&mut self, mut next: Config) -> Result<(), Refused> {
         let otlp = self.next_otlp(&next)?;
+        // The web config comes from the command line, not from the file.
+        next.web_config_file = self.config.web_config_file.clone();
         if next.listen != self.config.listen {
             tracing::warn!(
                 listening = %self.config.listen,
@@ -250,6 +256,7 @@ impl Running {
             stopped = plan.stop.len(),
             "config reloaded"
         );
+        self.landing.send_replace(landing::page(&next));
         self.config = next;
         Ok(())
     }

@@ -30,6 +30,19 @@ pub(crate) trait SourceKeys: Sized {
 
     /// Lines for `--check-config`'s summary; secrets by origin only.
     fn describe(&self, out: &mut String);
+
+    /// What the source reads, for the landing page: never a secret.
+    fn endpoint(&self) -> String;
+}
+
+/// A URL as shown to people: without user info, query or fragment, where secrets hide.
+pub(crate) fn shown_url(url: &url::Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url.to_string()
 }
 
 /// One type of source: its keys, the reasons it can fail with, and how it runs.

@@ -81,6 +81,13 @@ macro_rules! source_types {
                 }
             }
 
+            /// What the source reads, for the landing page: never a secret.
+            pub fn endpoint(&self) -> String {
+                match self {
+                    $(SourceKind::$variant(config) => config.endpoint(),)*
+                }
+            }
+
             /// Reads the keys of type `tag`; `None` for an unknown type.
             fn parse(
                 tag: &str,

@@ -155,3 +155,77 @@ fn metrics_endpoint_speaks_http_conventionally() {
     assert_eq!(build[0].labels["version"], env!("CARGO_PKG_VERSION"));
     assert!(!scrape.series("process_resident_memory_bytes").is_empty());
 }
+
+#[test]
+fn version_names_the_revision_as_build_info_does() {
+    let output = exporter().arg("--version").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    let exporter = Exporter::start(&admin_config("http://127.0.0.1:1", ""));
+    let scrape = exporter.scrape();
+    let revision = &scrape.series("socketio_exporter_build_info")[0].labels["revision"];
+    assert_eq!(
+        stdout.trim(),
+        format!(
+            "socketio-exporter {} (revision {revision})",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
+#[test]
+fn check_config_checks_the_web_config_file_and_the_certificates_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, admin_config("http://127.0.0.1:3000", "")).unwrap();
+    let web = dir.path().join("web.yml");
+    let check = |web_text: &str| {
+        std::fs::write(&web, web_text).unwrap();
+        let output = exporter()
+            .arg("--config")
+            .arg(&config)
+            .arg("--check-config")
+            .env("SOCKETIO_EXPORTER_WEB_CONFIG_FILE", &web)
+            .env("TEST_ADMIN_PASSWORD", "x")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code(), text)
+    };
+    let (code, text) = check(
+        "basic_auth_users:\n  alice: $2y$10$qRTBuFoULoYNA7AQ/F3ck.trZBPyjV64.oA4ZsSBCIWvXuvQlQTuu\n",
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("tls: off\n  basic auth: 1 user(s)"), "{text}");
+
+    let (code, text) = check(
+        "tls_server_config:\n  cert_file: missing.pem\n  key_file: missing.key\n  min_version: TLS11\n",
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains(
+            "web.yml: 1 problem\n  tls_server_config.min_version: TLS11 is not supported"
+        ),
+        "{text}"
+    );
+
+    let (code, text) =
+        check("tls_server_config:\n  cert_file: missing.pem\n  key_file: missing.key\n");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("tls_server_config: cannot read cert_file "),
+        "{text}"
+    );
+    assert!(text.contains("missing.pem"), "{text}");
+
+    let (code, text) = check("tls_server_config:\n  cert_filse: x\n");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("tls_server_config: unknown field `cert_filse`"),
+        "{text}"
+    );
+}

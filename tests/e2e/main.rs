@@ -18,3 +18,4 @@ mod otlp;
 mod reload;
 mod sources;
 mod support;
+mod web;

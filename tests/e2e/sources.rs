@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::support::pki::Ca;
 use crate::support::{
-    App, Clients, Exporter, Scrape, WEIRD_NAMESPACE, config, eventually, post, throughout,
+    App, Clients, Exporter, Scrape, WEIRD_NAMESPACE, admin_config, config, eventually, post,
+    throughout,
 };
 
 const WITHIN: Duration = Duration::from_secs(8);
@@ -590,92 +592,16 @@ fn reporter_module_pushes_reports_and_events_and_drift_is_corrected() {
     matches_truth(&exporter, &app);
 }
 
-/// A private CA and a server certificate for 127.0.0.1 it signed, made with openssl.
-fn private_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let openssl = crate::support::require_tool("openssl");
-    let run = |args: &[&str]| {
-        let status = std::process::Command::new(&openssl)
-            .current_dir(dir)
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "openssl {args:?}");
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.pem",
-    ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
-}
-
 #[test]
 fn http_json_over_tls_trusts_the_configured_ca_only() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = private_ca(dir.path());
-    let app = App::start_with(
-        "app-tls",
-        0,
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
-    let mut clients = Clients::start_with_env(&[("NODE_EXTRA_CA_CERTS", ca.to_str().unwrap())]);
-    let url = format!("https://127.0.0.1:{}", app.port);
-    clients.connect_url("c1", &url, &["/", "/chat"]);
+    let ca = Ca::new(dir.path(), "ca");
+    let (_app, _clients, url) = app_over_tls(&ca);
     let truth_url = format!("{url}/truth");
 
     let trusting = Exporter::start(&http_json_source(
         &truth_url,
-        &format!("ca_file = \"{}\"", ca.display()),
+        &format!("ca_file = \"{}\"", ca.cert.display()),
     ));
     let scrape = wait_for(&trusting, "counts over TLS", |s| {
         s.connections().get("/chat") == Some(&1)
@@ -688,4 +614,85 @@ fn http_json_over_tls_trusts_the_configured_ca_only() {
         s.errors("http_json", "connect") >= 1.0
     });
     assert!(scrape.series("websocket_connections").is_empty());
+}
+
+/// The test app serving HTTPS with a certificate from `ca`, its URL, and a client that
+/// trusts the CA connected to `/` and `/chat`.
+fn app_over_tls(ca: &Ca) -> (App, Clients, String) {
+    let server = ca.server("app");
+    let app = App::start_with(
+        "app-tls",
+        0,
+        &[
+            "--tls-cert",
+            server.cert.to_str().unwrap(),
+            "--tls-key",
+            server.key.to_str().unwrap(),
+        ],
+    );
+    let mut clients =
+        Clients::start_with_env(&[("NODE_EXTRA_CA_CERTS", ca.cert.to_str().unwrap())]);
+    let url = format!("https://127.0.0.1:{}", app.port);
+    clients.connect_url("c1", &url, &["/", "/chat"]);
+    (app, clients, url)
+}
+
+#[test]
+fn socketio_admin_over_wss_trusts_the_configured_ca_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let (app, _clients, url) = app_over_tls(&ca);
+
+    let trusting = Exporter::start(&admin_config(
+        &url,
+        &format!(
+            "server_id = \"{}\"\nca_file = \"{}\"\nheaders = {{ X-Monitoring = \"socketio-exporter\" }}",
+            app.server_id,
+            ca.cert.display()
+        ),
+    ));
+    let scrape = wait_for(&trusting, "counts over wss", |s| {
+        s.connections().get("/chat") == Some(&1) && s.connections().get("/") == Some(&1)
+    });
+    assert_eq!(scrape.source_up("socketio_admin"), Some(1.0));
+
+    // The system's roots do not know the private CA: refused, nothing exported.
+    let doubting = Exporter::start(&admin_config(
+        &url,
+        &format!("server_id = \"{}\"", app.server_id),
+    ));
+    let scrape = wait_for(&doubting, "TLS refused", |s| {
+        s.errors("socketio_admin", "connect") >= 1.0
+    });
+    assert!(scrape.series("websocket_connections").is_empty());
+}
+
+#[test]
+fn socketio_admin_sends_the_configured_handshake_headers() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let _exporter = Exporter::start(&admin_config(
+        &url,
+        "headers = { Authorization = \"Bearer app-token\", X-Monitoring = \"yes\" }",
+    ));
+    let (mut stream, _) = eventually(WITHIN, || {
+        listener.accept().map_err(|e| format!("no connection: {e}"))
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(
+        head.contains("\r\nauthorization: bearer app-token\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nx-monitoring: yes\r\n"), "{head}");
+    assert!(head.contains("\r\nupgrade: websocket\r\n"), "{head}");
 }

@@ -11,7 +11,7 @@ use url::Url;
 use crate::config::problems::At;
 use crate::config::secret::{Credentials, RawSecret, Secret, credentials};
 use crate::config::sync::SyncConfig;
-use crate::sources::context::SourceKeys;
+use crate::sources::context::{SourceKeys, shown_url};
 
 const DEFAULT_INTERVAL_SECS: f64 = 5.0;
 const DEFAULT_TIMEOUT_SECS: f64 = 2.0;
@@ -168,6 +168,10 @@ impl SourceKeys for Config {
             ),
             mapping,
         }
+    }
+
+    fn endpoint(&self) -> String {
+        shown_url(&self.url)
     }
 
     fn describe(&self, out: &mut String) {

@@ -25,6 +25,9 @@ pub(crate) struct RawConfig {
     max_body_bytes: Option<i64>,
     /// Accept pushes without a token on a non-loopback listener; false by default.
     allow_unauthenticated: Option<bool>,
+    /// A listener of its own for `/push/*`, e.g. "127.0.0.1:8798"; then the main listener
+    /// no longer serves them. By default they are on the main listener.
+    listen_address: Option<String>,
 }
 
 /// The `push` source: reports and events POSTed to the exporter's own listener.
@@ -35,6 +38,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Accept pushes without a token on a non-loopback listener.
     pub allow_unauthenticated: bool,
+    /// The push listener's own address, when `/push/*` is not on the main listener.
+    pub listen_address: Option<SocketAddr>,
 }
 
 impl SourceKeys for Config {
@@ -56,6 +61,25 @@ impl SourceKeys for Config {
                 MAX_MAX_BODY_BYTES,
             ),
             allow_unauthenticated: raw.allow_unauthenticated.unwrap_or(false),
+            listen_address: raw.listen_address.and_then(|text| {
+                text.parse()
+                    .map_err(|_| {
+                        at.add(
+                            "listen_address",
+                            format!(
+                                "{text:?} is not an IP address with a port, e.g. \"127.0.0.1:8798\""
+                            ),
+                        );
+                    })
+                    .ok()
+            }),
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        match self.listen_address {
+            Some(address) => format!("POST /push/report, /push/events on {address}"),
+            None => "POST /push/report, /push/events".to_owned(),
         }
     }
 
@@ -66,15 +90,17 @@ impl SourceKeys for Config {
         };
         let _ = writeln!(
             out,
-            "    endpoints: POST /push/report, POST /push/events\n    token: {token}"
+            "    endpoints: {}\n    token: {token}",
+            self.endpoint()
         );
     }
 }
 
 impl Config {
     /// A push source without a token must not be reachable from outside: checked against
-    /// the effective listen address, after `--listen` has overridden the file.
-    pub fn exposure_problem(&self, path: &str, listen: SocketAddr) -> Option<Problem> {
+    /// its own listener, else the effective main listen address (after `--listen`).
+    pub fn exposure_problem(&self, path: &str, main_listen: SocketAddr) -> Option<Problem> {
+        let listen = self.listen_address.unwrap_or(main_listen);
         (self.token.is_none() && !self.allow_unauthenticated && !listen.ip().is_loopback()).then(
             || Problem {
                 path: format!("{path}.token"),

@@ -52,6 +52,13 @@ impl SourceKeys for Config {
         }
     }
 
+    fn endpoint(&self) -> String {
+        match self {
+            Config::File(path) => path.display().to_string(),
+            Config::Directory(path) => format!("{}/*.json", path.display()),
+        }
+    }
+
     fn describe(&self, out: &mut String) {
         let _ = match self {
             Config::File(path) => writeln!(out, "    file: {}", path.display()),

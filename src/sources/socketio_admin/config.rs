@@ -1,16 +1,18 @@
 //! The `socketio_admin` source's keys.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use url::Url;
 
 use crate::config::problems::At;
 use crate::config::secret::{Credentials, RawSecret, credentials};
 use crate::config::sync::SyncConfig;
-use crate::sources::context::SourceKeys;
+use crate::sources::context::{SourceKeys, shown_url};
 
 /// admin-ui broadcasts `server_stats` every 2 s; its interval cannot be changed.
 const ADMIN_UI_STATS_PERIOD_SECS: f64 = 2.0;
@@ -19,8 +21,14 @@ const DEFAULT_CONNECT_TIMEOUT_SECS: f64 = 5.0;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
-    /// The app's Socket.IO server: scheme, host and port.
+    /// The app's Socket.IO server: scheme (`http`/`ws`, or `https`/`wss` for TLS), host
+    /// and port.
     endpoint: Option<String>,
+    /// Extra PEM certificate(s) to trust for a TLS endpoint, for an app with a private CA.
+    ca_file: Option<PathBuf>,
+    /// Extra headers on the WebSocket handshake, for apps that authenticate it.
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
     /// The Socket.IO path; `/socket.io/` by default.
     path: Option<String>,
     /// admin-ui's `namespaceName`; `/admin` by default.
@@ -46,6 +54,10 @@ pub struct Config {
     pub include_admin_namespace: bool,
     pub credentials: Option<Credentials>,
     pub connect_timeout: Duration,
+    /// Extra PEM certificate(s) to trust besides the system's, for a `wss://` URL.
+    pub ca_file: Option<PathBuf>,
+    /// Extra handshake headers.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl SourceKeys for Config {
@@ -96,6 +108,16 @@ impl SourceKeys for Config {
             env: raw.password_env,
             file: raw.password_file,
         };
+        if let Some(ca) = &raw.ca_file {
+            if url.scheme() != "wss" {
+                at.add("ca_file", "only applies to an https:// or wss:// endpoint");
+            } else if let Err(e) = std::fs::read(ca) {
+                at.add(
+                    "ca_file",
+                    format!("cannot read {}: {}", ca.display(), e.kind()),
+                );
+            }
+        }
         Config {
             url,
             admin_namespace,
@@ -106,7 +128,13 @@ impl SourceKeys for Config {
                 raw.connect_timeout_secs,
                 DEFAULT_CONNECT_TIMEOUT_SECS,
             ),
+            ca_file: raw.ca_file,
+            headers: headers(raw.headers, at),
         }
+    }
+
+    fn endpoint(&self) -> String {
+        shown_url(&self.url)
     }
 
     fn describe(&self, out: &mut String) {
@@ -124,6 +152,14 @@ impl SourceKeys for Config {
             "    url: {}\n    admin namespace: {} ({shown})\n    auth: {auth}",
             self.url, self.admin_namespace
         );
+        if let Some(ca) = &self.ca_file {
+            let _ = writeln!(out, "    extra CA: {}", ca.display());
+        }
+        if !self.headers.is_empty() {
+            // Values may be tokens: names only.
+            let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+            let _ = writeln!(out, "    handshake headers: {}", names.join(", "));
+        }
     }
 }
 
@@ -133,15 +169,11 @@ fn websocket_url(endpoint: &str, socket_path: &str) -> Result<Url, String> {
         Url::parse(endpoint).map_err(|e| format!("{endpoint:?} is not an absolute URL ({e})"))?;
     let scheme = match url.scheme() {
         "http" | "ws" => "ws",
-        "https" | "wss" => {
-            return Err(format!(
-                "{endpoint:?}: TLS endpoints are not supported yet; point the sidecar at the \
-                 app's plain-HTTP listener inside the pod (e.g. http://127.0.0.1:3000)"
-            ));
-        }
+        "https" | "wss" => "wss",
         other => {
             return Err(format!(
-                "{endpoint:?}: scheme {other:?} is not supported, use http:// or ws://"
+                "{endpoint:?}: scheme {other:?} is not supported, use http://, https://, ws:// \
+                 or wss://"
             ));
         }
     };
@@ -154,7 +186,7 @@ fn websocket_url(endpoint: &str, socket_path: &str) -> Result<Url, String> {
         ));
     }
     url.set_scheme(scheme)
-        .expect("ws is a valid special scheme");
+        .expect("ws and wss are valid special schemes");
     url.set_path(socket_path);
     url.set_query(Some("EIO=4&transport=websocket"));
     Ok(url)
@@ -162,4 +194,31 @@ fn websocket_url(endpoint: &str, socket_path: &str) -> Result<Url, String> {
 
 fn placeholder_url() -> Url {
     Url::parse("ws://invalid.invalid/").expect("placeholder URL parses")
+}
+
+/// The handshake headers; names and values must be valid HTTP, and the ones the
+/// WebSocket handshake sets itself cannot be replaced.
+fn headers(raw: BTreeMap<String, String>, at: &mut At<'_>) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    for (name, value) in raw {
+        let (Ok(header), Ok(value)) = (HeaderName::try_from(&name), HeaderValue::try_from(&value))
+        else {
+            at.add(
+                "headers",
+                format!("{name:?}: not a valid HTTP header name and value"),
+            );
+            continue;
+        };
+        let reserved = header.as_str().starts_with("sec-websocket-")
+            || matches!(header.as_str(), "host" | "connection" | "upgrade");
+        if reserved {
+            at.add(
+                "headers",
+                format!("{name:?} is set by the WebSocket handshake itself"),
+            );
+            continue;
+        }
+        out.push((header, value));
+    }
+    out
 }

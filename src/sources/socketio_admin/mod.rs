@@ -8,15 +8,17 @@
 
 mod config;
 mod protocol;
+mod tls;
 
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::config::Config;
@@ -38,6 +40,8 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 enum SessionError {
     #[error("cannot read the admin password: {0}")]
     Secret(#[from] SecretError),
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
     #[error("cannot connect: {0}")]
     Connect(tungstenite::Error),
     #[error("no answer within {0:?}")]
@@ -72,7 +76,7 @@ enum SessionError {
 impl SessionError {
     fn reason(&self) -> Reason {
         match self {
-            SessionError::Secret(_) => Reason::Config,
+            SessionError::Secret(_) | SessionError::Tls(_) => Reason::Config,
             SessionError::Connect(_) | SessionError::ConnectTimeout(_) => Reason::Connect,
             SessionError::HandshakeTimeout(_) | SessionError::AcceptTimeout(_) => Reason::Handshake,
             SessionError::Refused { .. } => Reason::Auth,
@@ -144,10 +148,26 @@ impl AdminSource {
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE_BYTES))
             .max_frame_size(Some(MAX_MESSAGE_BYTES));
-        let dial = tokio_tungstenite::connect_async_with_config(
-            self.config.url.as_str(),
+        let mut request = self
+            .config
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(SessionError::Connect)?;
+        request
+            .headers_mut()
+            .extend(self.config.headers.iter().cloned());
+        let connector = match self.config.url.scheme() {
+            "wss" => {
+                Connector::Rustls(tls::client_config(&self.config).map_err(SessionError::Tls)?)
+            }
+            _ => Connector::Plain,
+        };
+        let dial = tokio_tungstenite::connect_async_tls_with_config(
+            request,
             Some(ws_config),
             true,
+            Some(connector),
         );
         let (mut ws, _) = timeout(connect_timeout, dial)
             .await

@@ -1,9 +1,11 @@
 //! Helpers for the end-to-end tests: the real Socket.IO test app (`tests/app`), real
 //! socket.io-client clients, the real exporter binary, a scrape parser, and polling.
 
+pub mod curl;
 pub mod fake_server;
 pub mod node_cluster;
 pub mod otlp;
+pub mod pki;
 pub mod prometheus;
 pub mod redis;
 pub mod scrape;
@@ -536,6 +538,6 @@ pub fn require_tool(program: &str) -> PathBuf {
             .find(|candidate| candidate.is_file())
     });
     found.unwrap_or_else(|| {
-        panic!("{program} is not installed: run scripts/test, which installs the tools the tests need (Debian packages prometheus, redis-server)")
+        panic!("{program} is not installed: run scripts/test, which installs the tools the tests need (Debian packages prometheus, redis-server, openssl, curl)")
     })
 }
