@@ -131,6 +131,7 @@ pub(crate) fn parse_report(
             .and_then(|at| now.duration_since(at).ok())
             .unwrap_or(Duration::ZERO),
         seq,
+        engine: None,
     })
 }
 

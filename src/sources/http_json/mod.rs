@@ -217,6 +217,7 @@ pub(crate) fn map(json: &Value, mapping: &JsonMapping) -> Result<ServerCounts, S
         namespaces,
         age: Duration::ZERO,
         seq: None,
+        engine: None,
     })
 }
 
