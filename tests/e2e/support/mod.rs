@@ -198,6 +198,17 @@ impl App {
         }
     }
 
+    /// The app calls `socket.disconnect(true)` on every socket of `namespace`; returns how
+    /// many.
+    pub fn disconnect_sockets(&self, namespace: &str) -> u64 {
+        let addr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let path = format!("/disconnect?namespace={}", namespace.replace('/', "%2F"));
+        let (status, body) = send(&addr, "POST", &path, &[], b"").expect("POST /disconnect");
+        assert_eq!(status, 200, "{body}");
+        let value: Value = serde_json::from_str(&body).unwrap();
+        value["disconnected"].as_u64().unwrap()
+    }
+
     /// SIGKILL: the app vanishes without a goodbye.
     pub fn kill(mut self) {
         kill(&mut self.child);
@@ -278,6 +289,15 @@ impl Clients {
 
     pub fn connect_url(&mut self, id: &str, url: &str, namespaces: &[&str]) {
         self.command(json!({"op": "connect", "id": id, "url": url, "namespaces": namespaces}));
+    }
+
+    /// Like [`Clients::connect`], restricted to `transports` (e.g. `["polling"]`: the
+    /// client never upgrades to WebSocket).
+    pub fn connect_over(&mut self, id: &str, app: &App, namespaces: &[&str], transports: &[&str]) {
+        self.command(json!({
+            "op": "connect", "id": id, "url": app.url(), "namespaces": namespaces,
+            "transports": transports,
+        }));
     }
 
     pub fn disconnect(&mut self, id: &str) {
