@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::support::otlp::Receiver;
 use crate::support::scrape::Scrape;
 use crate::support::{App, Clients, Exporter, admin_config, eventually, throughout};
 
@@ -154,10 +155,11 @@ fn engine_counts_are_exact_per_reason_and_transport() {
 #[test]
 fn a_source_reconnect_never_moves_a_counter_back_or_counts_twice() {
     let app = App::start("app-engine-reconnect");
+    let exporter = local_exporter(&app);
+    wait_for(&exporter, STALE_AFTER + SLACK, 1.0, &[], 0.0);
     let mut clients = Clients::start();
     clients.connect("c1", &app, &["/"]);
-    let exporter = local_exporter(&app);
-    let before = wait_for(&exporter, STALE_AFTER + SLACK, 2.0, &[], 0.0);
+    let before = wait_for(&exporter, STATS_PERIOD + SLACK, 2.0, &[], 0.0);
 
     // The app drops the exporter's own admin socket; the source reconnects.
     assert_eq!(app.disconnect_sockets("/admin"), 1);
@@ -190,10 +192,11 @@ fn a_source_reconnect_never_moves_a_counter_back_or_counts_twice() {
 #[test]
 fn engine_series_leave_with_the_app() {
     let app = App::start("app-engine-gone");
+    let exporter = local_exporter(&app);
+    wait_for(&exporter, STALE_AFTER + SLACK, 1.0, &[], 0.0);
     let mut clients = Clients::start();
     clients.connect_over("p1", &app, &["/"], &["polling"]);
-    let exporter = local_exporter(&app);
-    wait_for(&exporter, STALE_AFTER + SLACK, 2.0, &[], 1.0);
+    wait_for(&exporter, STATS_PERIOD + SLACK, 2.0, &[], 1.0);
 
     app.kill();
     eventually(STALE_AFTER, || {
@@ -212,4 +215,93 @@ fn engine_series_leave_with_the_app() {
             false => Err(format!("engine series left over in {}", scrape.text)),
         }
     });
+}
+
+#[test]
+fn otlp_exports_the_engine_counters_as_monotonic_cumulative_sums() {
+    let app = App::start("app-engine-otlp");
+    let receiver = Receiver::http();
+    let config = admin_config(&app.url(), &format!("server_id = \"{}\"", app.server_id));
+    let exporter = Exporter::start_with_env(
+        &format!("{config}\n[otlp]\nprotocol = \"http/protobuf\"\n"),
+        &[
+            ("TEST_ADMIN_PASSWORD", "changeit"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint()),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
+        ],
+    );
+    wait_for(&exporter, STALE_AFTER + SLACK, 1.0, &[], 0.0);
+
+    let mut clients = Clients::start();
+    clients.connect("w1", &app, &["/"]);
+    clients.connect_over("p1", &app, &["/"], &["polling"]);
+    clients.disconnect("w1");
+    let closed = [("transport close", 1.0)];
+    let shown = wait_for(&exporter, STATS_PERIOD + SLACK, 3.0, &closed, 1.0);
+    let export = receiver.wait_for(0, STATS_PERIOD + SLACK, |e| {
+        let closed = e
+            .metric("socketio.engine.disconnections")
+            .into_iter()
+            .find(|p| p.attributes.get("reason").map(String::as_str) == Some("transport close"))
+            .map(|p| p.value);
+        match closed {
+            Some(1.0) => Ok(()),
+            other => Err(format!("transport close: {other:?}")),
+        }
+    });
+
+    let one = |name: &str| {
+        let points = export.metric(name);
+        assert_eq!(points.len(), 1, "{name}: {points:?}");
+        points[0].clone()
+    };
+    let polling = one("socketio.polling_clients");
+    assert_eq!(
+        (
+            polling.unit.as_str(),
+            polling.kind,
+            polling.monotonic,
+            polling.value
+        ),
+        ("{client}", "sum", false, 1.0)
+    );
+    let connections = one("socketio.engine.connections");
+    assert_eq!(
+        (
+            connections.unit.as_str(),
+            connections.kind,
+            connections.monotonic,
+            connections.cumulative
+        ),
+        ("{connection}", "sum", true, true)
+    );
+    assert_eq!(connections.value, 3.0);
+    assert_eq!(
+        connections.attributes.keys().collect::<Vec<_>>(),
+        ["environment"]
+    );
+    let reasons: Vec<String> = export
+        .metric("socketio.engine.disconnections")
+        .iter()
+        .map(|p| p.attributes["reason"].clone())
+        .collect();
+    assert_eq!(
+        reasons.len(),
+        REASONS.len(),
+        "every known reason, zeros included"
+    );
+    for (name, unit) in [("socketio.packets", "{packet}"), ("socketio.bytes", "By")] {
+        let points = export.metric(name);
+        assert_eq!(points.len(), 2, "{name}: {points:?}");
+        for p in points {
+            assert_eq!(
+                (p.unit.as_str(), p.monotonic, p.cumulative),
+                (unit, true, true)
+            );
+            assert!(["in", "out"].contains(&p.attributes["direction"].as_str()));
+            assert!(p.value > 0.0, "{name} {p:?}");
+        }
+    }
+    // The same numbers as /metrics.
+    assert_eq!(connections.value, shown.connections);
 }
