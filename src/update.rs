@@ -59,9 +59,18 @@ pub struct ServerCounts {
 pub struct Engine {
     /// Engine.IO clients still on HTTP long-polling (not upgraded to WebSocket).
     pub polling_clients: Option<u64>,
-    /// Engine.IO events since the server's previous message: admin-ui drains its buckets at
-    /// every `server_stats`, so each event arrives in exactly one message.
-    pub events: Option<EngineEvents>,
+    /// Engine.IO events, counted over the span [`Counted`] names.
+    pub events: Option<Counted>,
+}
+
+/// Over what span a message counts its Engine.IO events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Counted {
+    /// Since the server's previous message: admin-ui drains its buckets at every
+    /// `server_stats`, so each event arrives in exactly one message.
+    SincePrevious(EngineEvents),
+    /// Since the reporter process started (the report format's `engine` object).
+    SinceStart(EngineEvents),
 }
 
 /// Engine.IO events counted by a server over some span.

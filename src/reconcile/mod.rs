@@ -40,7 +40,7 @@ use crate::snapshot::{
     Clients, Connections, Drift, Engine, EngineCounters, Health, Snapshot, SourceStatus,
 };
 use crate::sources::{Scope, SourceConfig};
-use crate::update::{Delta, EngineEvents, Event, Reason, ServerCounts, Silence};
+use crate::update::{Counted, Delta, EngineEvents, Event, Reason, ServerCounts, Silence};
 
 /// Servers kept per source; counts from further server ids are ignored.
 const MAX_SERVERS: usize = 1024;
@@ -168,9 +168,9 @@ impl SourceInput {
         let id = self.server_id(report.server_id);
         let at = now.checked_sub(report.age).unwrap_or(now);
         let engine = report.engine.unwrap_or_default();
-        if let Some(events) = &engine.events {
+        if let Some(Counted::SincePrevious(events)) = &engine.events {
             // Each message's events are new, whatever the order of the counts.
-            self.count_engine(&id, events, at);
+            self.count_engine(&id, events, at, false);
         }
         let previous = self.servers.get(&id);
         let older = |p: &Received| match (&p.order, &report.seq) {
@@ -180,6 +180,9 @@ impl SourceInput {
         if previous.is_some_and(older) || (previous.is_none() && self.servers.len() >= MAX_SERVERS)
         {
             return false;
+        }
+        if let Some(Counted::SinceStart(totals)) = &engine.events {
+            self.count_engine(&id, totals, at, true);
         }
         let folded = self.rules.fold(report.namespaces);
         let mut received = Received {
@@ -210,7 +213,9 @@ impl SourceInput {
         corrected
     }
 
-    fn count_engine(&mut self, id: &str, events: &EngineEvents, at: Instant) {
+    /// Adds a message's events to server `id`'s counters, or with `since_start` takes them
+    /// as the counters (a restarted reporter starts again from 0: a counter reset).
+    fn count_engine(&mut self, id: &str, events: &EngineEvents, at: Instant, since_start: bool) {
         if !self.engine.contains_key(id) && self.engine.len() >= MAX_SERVERS {
             return;
         }
@@ -221,7 +226,11 @@ impl SourceInput {
                 counters: EngineCounters::default(),
                 at,
             });
-        totals.counters.add(&engine::counters(events));
+        if since_start {
+            totals.counters = engine::counters(events);
+        } else {
+            totals.counters.add(&engine::counters(events));
+        }
         totals.at = totals.at.max(at);
     }
 

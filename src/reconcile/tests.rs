@@ -727,7 +727,7 @@ fn engine_message(server_id: &str, polling: u64, events: EngineEvents) -> Event 
         seq: None,
         engine: Some(crate::update::Engine {
             polling_clients: Some(polling),
-            events: Some(events),
+            events: Some(crate::update::Counted::SincePrevious(events)),
         }),
     })
 }
@@ -874,4 +874,33 @@ async fn engine_parts_a_server_does_not_send_are_absent_not_zero() {
             counters: None
         }]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn reported_engine_totals_are_taken_as_they_are_and_an_older_report_never_replaces_them() {
+    let t0 = Instant::now();
+    let mut inputs = connected(Scope::Cluster, t0);
+    let totals = |connections, age| {
+        Event::Counts(ServerCounts {
+            server_id: Some("a".into()),
+            clients: None,
+            namespaces: vec![],
+            age: Duration::from_secs(age),
+            seq: None,
+            engine: Some(crate::update::Engine {
+                polling_clients: None,
+                events: Some(crate::update::Counted::SinceStart(EngineEvents {
+                    connections,
+                    ..EngineEvents::default()
+                })),
+            }),
+        })
+    };
+    let t1 = t0 + Duration::from_secs(2);
+    inputs.apply(0, totals(5, 0), t0, EPOCH);
+    inputs.apply(0, totals(7, 0), t1, EPOCH);
+    inputs.apply(0, totals(6, 1), t1, EPOCH);
+    let snapshot = reconcile("p", &inputs, t1);
+    assert_eq!(snapshot.engine[0].counters.unwrap().connections, 7);
+    assert_eq!(snapshot.engine[0].polling_clients, None);
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::update::{Engine, EngineEvents};
+use crate::update::{Counted, Engine, EngineEvents};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(super) enum ProtocolError {
@@ -226,7 +226,10 @@ impl ServerStats {
         }
         Some(Engine {
             polling_clients: self.polling_clients_count,
-            events: self.aggregated_events.as_deref().map(sum_events),
+            events: self
+                .aggregated_events
+                .as_deref()
+                .map(|buckets| Counted::SincePrevious(sum_events(buckets))),
         })
     }
 }
@@ -327,14 +330,14 @@ mod tests {
         assert_eq!(engine.polling_clients, Some(1));
         assert_eq!(
             engine.events,
-            Some(EngineEvents {
+            Some(Counted::SincePrevious(EngineEvents {
                 connections: 5,
                 disconnections: vec![("transport close".into(), 1)],
                 packets_in: 5,
                 packets_out: 2,
                 bytes_in: 65,
                 bytes_out: 30,
-            })
+            }))
         );
     }
 
@@ -353,7 +356,7 @@ mod tests {
         let quiet = stats(r#"{"serverId":"a","aggregatedEvents":[],"namespaces":[]}"#);
         assert_eq!(
             quiet.engine().unwrap().events,
-            Some(EngineEvents::default())
+            Some(Counted::SincePrevious(EngineEvents::default()))
         );
     }
 
