@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::support::otlp::Receiver;
 use crate::support::scrape::Scrape;
-use crate::support::{App, Clients, Exporter, admin_config, eventually, throughout};
+use crate::support::{App, Clients, Exporter, admin_config, config, eventually, throughout};
 
 const STATS_PERIOD: Duration = Duration::from_secs(2);
 const STALE_AFTER: Duration = Duration::from_secs(5);
@@ -304,4 +304,38 @@ fn otlp_exports_the_engine_counters_as_monotonic_cumulative_sums() {
     }
     // The same numbers as /metrics.
     assert_eq!(connections.value, shown.connections);
+}
+
+#[test]
+fn the_node_reporter_counts_the_engine_and_the_report_file_carries_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.json");
+    let app = App::start_with(
+        "app-engine-file",
+        0,
+        &[
+            "--no-admin-ui",
+            "--report-file",
+            file.to_str().unwrap(),
+            "--report-interval",
+            "500",
+        ],
+    );
+    let exporter = Exporter::start(&config(&format!(
+        "[[sources]]\ntype = \"report_file\"\npath = \"{}\"\nserver_id = \"app-engine-file\"\n",
+        file.display()
+    )));
+    // No admin connection here: the reporter counts from its start, zeros included.
+    wait_for(&exporter, STALE_AFTER, 0.0, &[], 0.0);
+
+    let mut clients = Clients::start();
+    clients.connect("w1", &app, &["/"]);
+    clients.connect_over("p1", &app, &["/"], &["polling"]);
+    clients.connect("n1", &app, &["/notifications"]);
+    wait_for(&exporter, STALE_AFTER, 3.0, &[], 1.0);
+    clients.disconnect("w1");
+    assert_eq!(app.disconnect_sockets("/notifications"), 1);
+    let closed = [("transport close", 1.0), ("forced close", 1.0)];
+    let shown = wait_for(&exporter, STALE_AFTER, 3.0, &closed, 1.0);
+    assert!(shown.packets[0] > 0.0 && shown.bytes[1] > 0.0, "{shown:?}");
 }
