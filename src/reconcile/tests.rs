@@ -637,6 +637,25 @@ async fn unordered_reports_are_judged_only_over_a_settled_window() {
     assert_eq!(drift(&snap), [("pod-a", "/", 5)]);
 }
 
+/// Events every 3 s against reports every 2 s, phase-locked: each settled report was
+/// followed by the next event before any tick judged it, and the event discarded it.
+#[tokio::test(start_paused = true)]
+async fn an_event_after_the_settle_window_judges_the_report_instead_of_dropping_it() {
+    let t0 = Instant::now();
+    let mut inputs = connected(local("pod-a"), t0);
+    inputs.apply(0, report("pod-a", None, &[("/", 5)]), t0, EPOCH);
+    inputs.apply(0, Event::Deltas(vec![delta("pod-a", "/", 1)]), t0, EPOCH);
+    let t1 = t0 + SETTLE * 2;
+    inputs.apply(0, report("pod-a", None, &[("/", 9)]), t1, EPOCH);
+    // No tick in between: the next event comes just after the window.
+    let t2 = t1 + SETTLE + Duration::from_millis(10);
+    let applied = inputs.apply(0, Event::Deltas(vec![delta("pod-a", "/", 1)]), t2, EPOCH);
+    assert!(applied.corrected);
+    let snap = reconcile("prod", &inputs, t2);
+    assert_eq!(snap.sources[0].corrections, 1);
+    assert_eq!(drift(&snap), [("pod-a", "/", 3)]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn drift_is_per_server_and_leaves_with_the_server() {
     let t0 = Instant::now();
