@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
-use crate::support::otlp::Receiver;
+use crate::support::otlp::{Point, Receiver};
 use crate::support::scrape::Scrape;
-use crate::support::{App, Clients, Exporter, admin_config, config, eventually, throughout};
+use crate::support::{
+    App, Clients, Exporter, admin_config, app_reporting_to_file, eventually, throughout,
+};
 
 const STATS_PERIOD: Duration = Duration::from_secs(2);
 const STALE_AFTER: Duration = Duration::from_secs(5);
@@ -255,25 +257,15 @@ fn otlp_exports_the_engine_counters_as_monotonic_cumulative_sums() {
         assert_eq!(points.len(), 1, "{name}: {points:?}");
         points[0].clone()
     };
+    // (unit, kind, monotonic, cumulative): what the Collector's translation keys on.
+    let shape = |p: &Point| (p.unit.clone(), p.kind, p.monotonic, p.cumulative);
     let polling = one("socketio.polling_clients");
-    assert_eq!(
-        (
-            polling.unit.as_str(),
-            polling.kind,
-            polling.monotonic,
-            polling.value
-        ),
-        ("{client}", "sum", false, 1.0)
-    );
+    assert_eq!(shape(&polling), ("{client}".into(), "sum", false, true));
+    assert_eq!(polling.value, 1.0);
     let connections = one("socketio.engine.connections");
     assert_eq!(
-        (
-            connections.unit.as_str(),
-            connections.kind,
-            connections.monotonic,
-            connections.cumulative
-        ),
-        ("{connection}", "sum", true, true)
+        shape(&connections),
+        ("{connection}".into(), "sum", true, true)
     );
     assert_eq!(connections.value, 3.0);
     assert_eq!(
@@ -308,23 +300,7 @@ fn otlp_exports_the_engine_counters_as_monotonic_cumulative_sums() {
 
 #[test]
 fn the_node_reporter_counts_the_engine_and_the_report_file_carries_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("report.json");
-    let app = App::start_with(
-        "app-engine-file",
-        0,
-        &[
-            "--no-admin-ui",
-            "--report-file",
-            file.to_str().unwrap(),
-            "--report-interval",
-            "500",
-        ],
-    );
-    let exporter = Exporter::start(&config(&format!(
-        "[[sources]]\ntype = \"report_file\"\npath = \"{}\"\nserver_id = \"app-engine-file\"\n",
-        file.display()
-    )));
+    let (_dir, app, exporter) = app_reporting_to_file("app-engine-file");
     // No admin connection here: the reporter counts from its start, zeros included.
     wait_for(&exporter, STALE_AFTER, 0.0, &[], 0.0);
 

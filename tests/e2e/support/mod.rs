@@ -337,6 +337,27 @@ stale_after_secs = 5
     )
 }
 
+/// The app `server_id` without admin-ui, its reporter (clients/node) writing a report
+/// file every 500 ms, and an exporter reading that file as the server's: keep the
+/// directory alive as long as the two.
+pub fn app_reporting_to_file(server_id: &str) -> (tempfile::TempDir, App, Exporter) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.json");
+    let file = file.to_str().unwrap();
+    let reporter = [
+        "--no-admin-ui",
+        "--report-file",
+        file,
+        "--report-interval",
+        "500",
+    ];
+    let app = App::start_with(server_id, 0, &reporter);
+    let exporter = Exporter::start(&config(&format!(
+        "[[sources]]\ntype = \"report_file\"\npath = \"{file}\"\nserver_id = \"{server_id}\"\n"
+    )));
+    (dir, app, exporter)
+}
+
 /// A `socketio_admin` source for `app` with `extra` TOML lines, under a fast sync.
 pub fn admin_config(app_url: &str, extra: &str) -> String {
     config(&format!(
