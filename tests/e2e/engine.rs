@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::support::otlp::{Point, Receiver};
+use crate::support::redis::Redis;
 use crate::support::scrape::Scrape;
 use crate::support::{
     App, Clients, Exporter, admin_config, app_reporting_to_file, eventually, throughout,
@@ -37,9 +38,17 @@ struct Engine {
 
 impl Engine {
     fn read(scrape: &Scrape) -> Option<Engine> {
-        let env = [("environment", "test")];
+        Engine::of_server(scrape, None)
+    }
+
+    /// The series of one `server` label (cluster scope), or without one.
+    fn of_server(scrape: &Scrape, server: Option<&str>) -> Option<Engine> {
+        let mut env = vec![("environment", "test")];
+        env.extend(server.map(|s| ("server", s)));
         let with = |name: &str, key: &str, value: &str| {
-            scrape.value(name, &[("environment", "test"), (key, value)])
+            let mut labels = env.clone();
+            labels.push((key, value));
+            scrape.value(name, &labels)
         };
         let directions = |name: &str| -> Option<[f64; 2]> {
             Some([
@@ -314,4 +323,49 @@ fn the_node_reporter_counts_the_engine_and_the_report_file_carries_it() {
     let closed = [("transport close", 1.0), ("forced close", 1.0)];
     let shown = wait_for(&exporter, STALE_AFTER, 3.0, &closed, 1.0);
     assert!(shown.packets[0] > 0.0 && shown.bytes[1] > 0.0, "{shown:?}");
+}
+
+#[test]
+fn a_stale_servers_engine_series_leave_and_the_others_stay() {
+    let redis = Redis::start();
+    let node_1 = App::start_with("node-1", 0, &["--redis", &redis.url()]);
+    let node_2 = App::start_with("node-2", 0, &["--redis", &redis.url()]);
+    // Connected to node-1 only: node-2's stats come through the Redis adapter.
+    let exporter = Exporter::start(&admin_config(&node_1.url(), "scope = \"cluster\""));
+    let mut clients = Clients::start();
+    clients.connect_over("p1", &node_2, &["/"], &["polling"]);
+    let both = eventually(STALE_AFTER + SLACK, || {
+        let scrape = exporter.scrape();
+        let of = |server| Engine::of_server(&scrape, Some(server));
+        match (of("node-1"), of("node-2")) {
+            (Some(one), Some(two)) if two.polling == Some(1.0) && two.connections >= 1.0 => {
+                Ok((one, two))
+            }
+            other => Err(format!("{other:?}")),
+        }
+    });
+
+    node_2.kill();
+    eventually(STALE_AFTER + STATS_PERIOD + SLACK, || {
+        let scrape = exporter.scrape();
+        let left = scrape
+            .samples
+            .iter()
+            .filter(|s| s.name.starts_with("socketio_") && !s.name.starts_with("socketio_exporter"))
+            .all(|s| s.labels.get("server").map(String::as_str) != Some("node-2"));
+        match left {
+            true => Ok(()),
+            false => Err(format!(
+                "node-2's engine series left over in {}",
+                scrape.text
+            )),
+        }
+    });
+    let one = Engine::of_server(&exporter.scrape(), Some("node-1")).expect("node-1 stays");
+    assert!(
+        one.not_behind(&both.0),
+        "{one:?} went back from {:?}",
+        both.0
+    );
+    assert_eq!(exporter.scrape().source_up(SOURCE), Some(1.0));
 }
