@@ -193,6 +193,14 @@ pub(crate) fn parse_report(
     })
 }
 
+/// An `engine` object in the report format, found inside another document (`at` names
+/// where, for the message).
+pub(crate) fn parse_engine(value: &serde_json::Value, at: &str) -> Result<Engine, String> {
+    let engine: EngineJson =
+        serde_path_to_error::deserialize(value).map_err(|e| format!("{at}: {e}"))?;
+    engine.into_engine().map_err(|e| format!("{at}: {e}"))
+}
+
 fn shape(message: &str) -> FormatError {
     FormatError::Shape(message.to_owned())
 }
