@@ -24,6 +24,7 @@ fn report(namespaces: usize) -> Event {
             .collect(),
         age: Duration::ZERO,
         seq: None,
+        engine: None,
     })
 }
 

@@ -54,6 +54,51 @@ pub(crate) const CLIENTS: Metric = Metric {
            sum of websocket_connections.",
 };
 
+pub(crate) const POLLING_CLIENTS: Metric = Metric {
+    name: "socketio_polling_clients",
+    otlp: Some("socketio.polling_clients"),
+    unit: Some("{client}"),
+    kind: Kind::Gauge,
+    help: "Engine.IO clients still on HTTP long-polling (not upgraded to WebSocket), as \
+           admin-ui's pollingClientsCount last reported them.",
+};
+
+pub(crate) const ENGINE_CONNECTIONS: Metric = Metric {
+    name: "socketio_engine_connections_total",
+    otlp: Some("socketio.engine.connections"),
+    unit: Some("{connection}"),
+    kind: Kind::Counter,
+    help: "Engine.IO connections opened, counted since the exporter first saw the server; \
+           leaves with the server when it goes stale.",
+};
+
+pub(crate) const ENGINE_DISCONNECTIONS: Metric = Metric {
+    name: "socketio_engine_disconnections_total",
+    otlp: Some("socketio.engine.disconnections"),
+    unit: Some("{disconnection}"),
+    kind: Kind::Counter,
+    help: "Engine.IO connections closed, by Engine.IO close reason (\"other\" for any reason \
+           outside engine.io's own), counted since the exporter first saw the server.",
+};
+
+pub(crate) const PACKETS: Metric = Metric {
+    name: "socketio_packets_total",
+    otlp: Some("socketio.packets"),
+    unit: Some("{packet}"),
+    kind: Kind::Counter,
+    help: "Engine.IO packets with data received (direction=\"in\") and sent (\"out\"), \
+           counted since the exporter first saw the server.",
+};
+
+pub(crate) const BYTES: Metric = Metric {
+    name: "socketio_bytes_total",
+    otlp: Some("socketio.bytes"),
+    unit: Some("By"),
+    kind: Kind::Counter,
+    help: "Bytes of Engine.IO packet data received (direction=\"in\") and sent (\"out\"), \
+           counted since the exporter first saw the server.",
+};
+
 pub(crate) const SOURCE_UP: Metric = Metric {
     name: "socketio_exporter_source_up",
     otlp: Some("socketio_exporter.source.up"),

@@ -18,6 +18,63 @@ pub struct Snapshot {
     pub sources: Vec<SourceStatus>,
     /// Per source, server and namespace, the drift the last comparison found.
     pub drift: Vec<Drift>,
+    /// The Engine.IO layer (per server in cluster scope), sorted by server; only servers
+    /// that report it.
+    pub engine: Vec<Engine>,
+}
+
+/// The Engine.IO close reasons engine.io names (`Socket#onClose` in engine.io 6), then
+/// `other` for any reason outside them: the values of the `reason` label.
+pub(crate) const DISCONNECT_REASONS: [&str; 6] = [
+    "transport close",
+    "transport error",
+    "ping timeout",
+    "forced close",
+    "parse error",
+    "other",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Engine {
+    pub server: Option<String>,
+    /// Engine.IO clients on HTTP long-polling; `None`: not reported.
+    pub polling_clients: Option<u64>,
+    /// Counted since the exporter first saw the server; `None`: not reported.
+    pub counters: Option<EngineCounters>,
+}
+
+/// Engine.IO events counted since the exporter first saw a server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineCounters {
+    pub connections: u64,
+    /// Per reason, in the order of [`DISCONNECT_REASONS`].
+    pub disconnections: [u64; DISCONNECT_REASONS.len()],
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl EngineCounters {
+    /// Adds `other`; a counter saturates rather than wrap.
+    pub fn add(&mut self, other: &EngineCounters) {
+        self.connections = self.connections.saturating_add(other.connections);
+        for (total, n) in self.disconnections.iter_mut().zip(other.disconnections) {
+            *total = total.saturating_add(n);
+        }
+        self.packets_in = self.packets_in.saturating_add(other.packets_in);
+        self.packets_out = self.packets_out.saturating_add(other.packets_out);
+        self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+    }
+
+    /// Each reason of [`DISCONNECT_REASONS`] with its count, zeros included.
+    pub fn disconnections(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DISCONNECT_REASONS
+            .iter()
+            .copied()
+            .zip(self.disconnections.iter().copied())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

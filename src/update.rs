@@ -50,6 +50,40 @@ pub struct ServerCounts {
     /// Version 2: the reporter process and the last of its connection events these counts
     /// include.
     pub seq: Option<Seq>,
+    /// What the server says of its Engine.IO layer beyond `clients`, when it says anything.
+    pub engine: Option<Engine>,
+}
+
+/// A server's Engine.IO layer: each part is `None` when the server does not send it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Engine {
+    /// Engine.IO clients still on HTTP long-polling (not upgraded to WebSocket).
+    pub polling_clients: Option<u64>,
+    /// Engine.IO events, counted over the span [`Counted`] names.
+    pub events: Option<Counted>,
+}
+
+/// Over what span a message counts its Engine.IO events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Counted {
+    /// Since the server's previous message: admin-ui drains its buckets at every
+    /// `server_stats`, so each event arrives in exactly one message.
+    SincePrevious(EngineEvents),
+    /// Since the reporter process started (the report format's `engine` object).
+    SinceStart(EngineEvents),
+}
+
+/// Engine.IO events counted by a server over some span.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineEvents {
+    pub connections: u64,
+    /// Disconnections per Engine.IO close reason, as the server names it; a reason may
+    /// repeat (one entry per bucket). Unbounded here: reconcile folds it into a fixed set.
+    pub disconnections: Vec<(String, u64)>,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 /// A position in one reporter process's stream of connection events: `n` is monotonic

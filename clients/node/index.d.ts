@@ -4,7 +4,12 @@
 /** The parts of a socket.io Server the reporter reads. */
 export interface SocketIoServer {
   _nsps: Map<string, { name: string; sockets: Map<string, unknown> }>;
-  engine?: { clientsCount: number };
+  engine?: {
+    clientsCount: number;
+    clients?: Record<string, { transport?: { name: string } }>;
+    on?(event: "connection", listener: (socket: unknown) => void): unknown;
+    off?(event: "connection", listener: (socket: unknown) => void): unknown;
+  };
   on(event: "new_namespace", listener: (nsp: unknown) => void): unknown;
   off(event: "new_namespace", listener: (nsp: unknown) => void): unknown;
 }
@@ -21,6 +26,17 @@ export interface Report {
   generated_at?: string;
   clients?: number;
   namespaces: Record<string, number>;
+  /** The Engine.IO layer; counters since the reporter started. */
+  engine?: EngineCounts;
+}
+
+/** schemas/report.schema.json's `engine`. */
+export interface EngineCounts {
+  polling_clients?: number;
+  connections?: number;
+  disconnections?: Record<string, number>;
+  packets?: { in: number; out: number };
+  bytes?: { in: number; out: number };
 }
 
 /** One entry of schemas/events.schema.json's `events`. */
@@ -50,6 +66,9 @@ export interface ReporterOptions {
   token?: string | null;
   /** Also push connect/disconnect events to <pushUrl>/push/events. Default false. */
   events?: boolean;
+  /** Count the engine's connections, closes by reason, packets and bytes, and the
+   * long-polling clients, into each report's `engine`. Default true. */
+  engine?: boolean;
   /** Default 2000, at least 10. */
   intervalMs?: number;
   /** Per push request, and the bound on stop()'s final flush. Default 5000. */
@@ -104,5 +123,5 @@ export const DEFAULTS: Readonly<{
 export function createReporter(io: SocketIoServer, options: ReporterOptions): Reporter;
 export function buildReport(
   io: SocketIoServer,
-  options?: { serverId?: string; boot?: string; seq?: number },
+  options?: { serverId?: string; boot?: string; seq?: number; engine?: EngineCounts },
 ): Report;

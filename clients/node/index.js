@@ -57,6 +57,7 @@ const KNOWN_OPTIONS = new Set([
   "pushUrl",
   "token",
   "events",
+  "engine",
   "intervalMs",
   "timeoutMs",
   "eventFlushMs",
@@ -92,7 +93,7 @@ class ReporterError extends Error {
  * its own endpoint (for the exporter's http_json source). With `boot` (and
  * `seq`, the last event the counts include) it is a version 2 report.
  */
-function buildReport(io, { serverId, boot, seq } = {}) {
+function buildReport(io, { serverId, boot, seq, engine } = {}) {
   // Count io._nsps, not io.sockets: io.sockets is only the root namespace "/"
   // (io.sockets.sockets.size missing /chat is the bug this project started
   // from). io._nsps is the server's map of every concrete namespace: static
@@ -115,7 +116,80 @@ function buildReport(io, { serverId, boot, seq } = {}) {
   const clients = io.engine ? io.engine.clientsCount : undefined;
   if (Number.isSafeInteger(clients) && clients >= 0) report.clients = clients;
   report.namespaces = namespaces;
+  if (engine) report.engine = engine;
   return report;
+}
+
+// Close reasons kept apart at most; any further one is counted as "other".
+// Engine.IO has five (transport close, transport error, ping timeout, forced
+// close, parse error), so this only bounds a misbehaving engine.
+const MAX_CLOSE_REASONS = 16;
+
+/**
+ * Counts io.engine's own events the way admin-ui's aggregatedEvents does:
+ * connections, closes by reason, and packets and bytes of data each way, all
+ * since the reporter started. snapshot() adds the long-polling clients and
+ * gives the report's `engine` object, or undefined while io.engine does not
+ * exist (no engine: unknown, not zero).
+ */
+function watchEngine(io) {
+  const totals = {
+    connections: 0,
+    disconnections: Object.create(null),
+    packets: { in: 0, out: 0 },
+    bytes: { in: 0, out: 0 },
+  };
+  let reasons = 0;
+  let engine = null;
+  const count = (direction, data) => {
+    if (!data) return;
+    totals.packets[direction] += 1;
+    totals.bytes[direction] += Buffer.byteLength(data);
+  };
+  const onPacketIn = ({ data }) => count("in", data);
+  const onPacketOut = ({ data }) => count("out", data);
+  function onClose(reason) {
+    let key = typeof reason === "string" ? reason : "other";
+    if (!(key in totals.disconnections)) {
+      if (reasons >= MAX_CLOSE_REASONS) key = "other";
+      else reasons += 1;
+    }
+    totals.disconnections[key] = (totals.disconnections[key] || 0) + 1;
+  }
+  function onConnection(socket) {
+    totals.connections += 1;
+    socket.on("packet", onPacketIn);
+    socket.on("packetCreate", onPacketOut);
+    socket.once("close", onClose);
+  }
+  function start() {
+    if (engine || !io.engine || typeof io.engine.on !== "function") return;
+    engine = io.engine;
+    engine.on("connection", onConnection);
+  }
+  start();
+  // io.engine appears once the server is attached to an HTTP server.
+  if (!engine) process.nextTick(start);
+  return {
+    snapshot() {
+      start();
+      if (!engine) return undefined;
+      let polling = 0;
+      for (const socket of Object.values(engine.clients || {})) {
+        if (socket.transport && socket.transport.name === "polling") polling += 1;
+      }
+      return {
+        polling_clients: polling,
+        connections: totals.connections,
+        disconnections: { ...totals.disconnections },
+        packets: { ...totals.packets },
+        bytes: { ...totals.bytes },
+      };
+    },
+    stop() {
+      if (engine) engine.off("connection", onConnection);
+    },
+  };
 }
 
 /** onError's default: console.warn, each distinct error at most once a minute. */
@@ -234,6 +308,10 @@ function validate(io, options) {
     throw new TypeError("createReporter: events must be a boolean");
   }
   cfg.events = options.events === true;
+  if (options.engine !== undefined && typeof options.engine !== "boolean") {
+    throw new TypeError("createReporter: engine must be a boolean");
+  }
+  cfg.engine = options.engine !== false;
   if (cfg.events && !cfg.push) {
     throw new TypeError("createReporter: events: true needs pushUrl (events are only pushed)");
   }
@@ -277,6 +355,8 @@ function createReporter(io, options = {}) {
   // exporter, and the seq of the last event numbered.
   const boot = cfg.events ? crypto.randomUUID() : undefined;
   let seq = 0;
+
+  const engine = cfg.engine ? watchEngine(io) : null;
 
   const onError = cfg.onError || rateLimitedWarn();
   const fail = (err) => {
@@ -637,7 +717,8 @@ function createReporter(io, options = {}) {
     try {
       // Synchronous with the event buffer's cut: the report includes exactly
       // the events numbered so far.
-      return buildReport(io, { serverId: cfg.serverId, boot, seq });
+      const engineCounts = engine ? engine.snapshot() : undefined;
+      return buildReport(io, { serverId: cfg.serverId, boot, seq, engine: engineCounts });
     } catch (err) {
       fail(new ReporterError("snapshot", `reading the Socket.IO counts failed: ${err && err.message}`, { cause: err }));
       return null;
@@ -681,6 +762,7 @@ function createReporter(io, options = {}) {
     if (cfg.events) detach();
 
     const report = snapshot();
+    if (engine) engine.stop();
     if (cfg.push) {
       if (cfg.events) cutEvents();
       if (report) enqueueReport(report);

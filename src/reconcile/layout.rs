@@ -72,6 +72,7 @@ mod tests {
             namespaces: vec![("/chat".into(), 3)],
             age: Duration::ZERO,
             seq: None,
+            engine: None,
         };
         inputs.apply(
             0,

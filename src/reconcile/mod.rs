@@ -14,7 +14,11 @@
 //!   the difference is a correction, counted and exported as drift per server and
 //!   namespace. Ordered events are never counted twice, and a race in flight is never a
 //!   correction (see `order.rs`).
+//! - Engine.IO counters add each message's events once per server; they survive a source
+//!   reconnect (monotonic for the exporter's lifetime), are exported only while the server
+//!   is, and leave memory when it goes stale (see `engine.rs`).
 
+mod engine;
 mod health;
 mod layout;
 mod order;
@@ -27,13 +31,16 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use self::engine::EngineTotals;
 pub(crate) use self::layout::Layout;
 use self::order::{Moved, Order, Verdict};
 pub(crate) use self::sync_loop::{SyncLoop, run};
 use crate::namespaces::NamespaceRules;
-use crate::snapshot::{Clients, Connections, Drift, Health, Snapshot, SourceStatus};
+use crate::snapshot::{
+    Clients, Connections, Drift, Engine, EngineCounters, Health, Snapshot, SourceStatus,
+};
 use crate::sources::{Scope, SourceConfig};
-use crate::update::{Delta, Event, Reason, ServerCounts, Silence};
+use crate::update::{Counted, Delta, EngineEvents, Event, Reason, ServerCounts, Silence};
 
 /// Servers kept per source; counts from further server ids are ignored.
 const MAX_SERVERS: usize = 1024;
@@ -60,6 +67,8 @@ pub struct SourceInput {
     pub silence: Silence,
     /// The source has delivered a report since start.
     pub carried_reports: bool,
+    /// Engine.IO counters per server id; unlike `servers`, kept while the source is down.
+    pub engine: BTreeMap<String, EngineTotals>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +87,8 @@ pub struct Received {
     /// When the counts were true (arrival minus the report's age).
     pub at: Instant,
     pub clients: Option<u64>,
+    /// Engine.IO clients on long-polling, when the server reports them.
+    pub polling_clients: Option<u64>,
     pub namespaces: BTreeMap<String, u64>,
     /// Namespace values summed into the overflow value by the cap.
     pub folded: usize,
@@ -134,6 +145,7 @@ impl SourceInput {
             corrections: 0,
             silence: Silence::Stale(Reason::StatsTimeout),
             carried_reports: false,
+            engine: BTreeMap::new(),
         }
     }
 
@@ -155,6 +167,11 @@ impl SourceInput {
         self.carried_reports = true;
         let id = self.server_id(report.server_id);
         let at = now.checked_sub(report.age).unwrap_or(now);
+        let engine = report.engine.unwrap_or_default();
+        if let Some(Counted::SincePrevious(events)) = &engine.events {
+            // Each message's events are new, whatever the order of the counts.
+            self.count_engine(&id, events, at, false);
+        }
         let previous = self.servers.get(&id);
         let older = |p: &Received| match (&p.order, &report.seq) {
             (Some(order), Some(seq)) => order.is_after(seq),
@@ -164,10 +181,14 @@ impl SourceInput {
         {
             return false;
         }
+        if let Some(Counted::SinceStart(totals)) = &engine.events {
+            self.count_engine(&id, totals, at, true);
+        }
         let folded = self.rules.fold(report.namespaces);
         let mut received = Received {
             at,
             clients: report.clients,
+            polling_clients: engine.polling_clients,
             namespaces: folded.namespaces,
             folded: folded.folded,
             adjusted: false,
@@ -190,6 +211,27 @@ impl SourceInput {
         }
         self.servers.insert(id, received);
         corrected
+    }
+
+    /// Adds a message's events to server `id`'s counters, or with `since_start` takes them
+    /// as the counters (a restarted reporter starts again from 0: a counter reset).
+    fn count_engine(&mut self, id: &str, events: &EngineEvents, at: Instant, since_start: bool) {
+        if !self.engine.contains_key(id) && self.engine.len() >= MAX_SERVERS {
+            return;
+        }
+        let totals = self
+            .engine
+            .entry(id.to_owned())
+            .or_insert_with(|| EngineTotals {
+                counters: EngineCounters::default(),
+                at,
+            });
+        if since_start {
+            totals.counters = engine::counters(events);
+        } else {
+            totals.counters.add(&engine::counters(events));
+        }
+        totals.at = totals.at.max(at);
     }
 
     /// Judges a report's comparison: a correction when the counts disagree; the drift per
@@ -226,6 +268,8 @@ impl SourceInput {
     pub fn prune(&mut self, now: Instant, stale_after: Duration) {
         self.servers
             .retain(|_, r| now.saturating_duration_since(r.at) <= stale_after);
+        self.engine
+            .retain(|_, t| now.saturating_duration_since(t.at) <= stale_after);
         let mut servers = std::mem::take(&mut self.servers);
         for (id, received) in &mut servers {
             received.expire_gaps(now);
@@ -277,6 +321,7 @@ impl Inputs {
                 let id = source.server_id(id);
                 source.servers.remove(&id);
                 source.drift.remove(&id);
+                source.engine.remove(&id);
             }
             Event::Counts(counts) => {
                 return Applied {
@@ -380,6 +425,7 @@ pub fn reconcile(environment: &str, inputs: &Inputs, now: Instant) -> Snapshot {
         clients: totals.clients(),
         sources: statuses,
         drift,
+        engine: totals.engine(),
     }
 }
 
@@ -389,6 +435,7 @@ struct Totals<'a> {
     counted: HashSet<&'a str>,
     connections: BTreeMap<(&'a str, Option<&'a str>), u64>,
     clients: BTreeMap<Option<&'a str>, u64>,
+    engine: BTreeMap<Option<&'a str>, (Option<u64>, Option<EngineCounters>)>,
 }
 
 impl<'a> Totals<'a> {
@@ -421,9 +468,42 @@ impl<'a> Totals<'a> {
             if let Some(n) = received.clients {
                 *self.clients.entry(label).or_default() += n;
             }
+            self.add_engine(label, received.polling_clients, source.engine.get(id));
             folded += received.folded;
         }
         Some(folded)
+    }
+
+    /// Adds one server's Engine.IO part to `label`'s, the parts it does not report left out.
+    fn add_engine(
+        &mut self,
+        label: Option<&'a str>,
+        polling: Option<u64>,
+        totals: Option<&EngineTotals>,
+    ) {
+        if polling.is_none() && totals.is_none() {
+            return;
+        }
+        let (sum_polling, sum_counters) = self.engine.entry(label).or_default();
+        if let Some(n) = polling {
+            *sum_polling = Some(sum_polling.unwrap_or(0).saturating_add(n));
+        }
+        if let Some(totals) = totals {
+            sum_counters
+                .get_or_insert_with(EngineCounters::default)
+                .add(&totals.counters);
+        }
+    }
+
+    fn engine(&self) -> Vec<Engine> {
+        self.engine
+            .iter()
+            .map(|(&server, &(polling_clients, counters))| Engine {
+                server: server.map(str::to_owned),
+                polling_clients,
+                counters,
+            })
+            .collect()
     }
 
     fn connections(&self) -> Vec<Connections> {

@@ -157,10 +157,12 @@ impl Received {
             apply(&mut self.namespaces, &key, change);
             self.adjusted = true;
             self.last_event = Some(now);
+            // An event within the settle window makes the report a race; one after it
+            // leaves a settled comparison to be judged (by the caller, now).
             if self
                 .verdict
                 .as_ref()
-                .is_some_and(|v| matches!(v.wait, Wait::Settle))
+                .is_some_and(|v| matches!(v.wait, Wait::Settle) && !v.due(now))
             {
                 self.verdict = None;
             }

@@ -1,7 +1,7 @@
 use self::order::{HOLD, SETTLE};
 use super::*;
 use crate::namespaces::OVERFLOW_NAMESPACE;
-use crate::update::Seq;
+use crate::update::{EngineEvents, Seq};
 
 const STALE: Duration = Duration::from_secs(10);
 const EPOCH: SystemTime = SystemTime::UNIX_EPOCH;
@@ -16,6 +16,7 @@ fn report(server_id: &str, clients: Option<u64>, namespaces: &[(&str, u64)]) -> 
             .collect(),
         age: Duration::ZERO,
         seq: None,
+        engine: None,
     })
 }
 
@@ -143,6 +144,7 @@ async fn old_reports_are_stale_on_arrival_and_never_replace_newer_ones() {
             namespaces: vec![("/".into(), n)],
             age: Duration::from_secs(age),
             seq: None,
+            engine: None,
         })
     };
     inputs.apply(0, aged(1, 2), t0, EPOCH);
@@ -260,6 +262,7 @@ async fn reports_without_a_server_id_belong_to_the_own_server() {
             namespaces: vec![("/".into(), 2)],
             age: Duration::ZERO,
             seq: None,
+            engine: None,
         }),
         t0,
         EPOCH,
@@ -414,6 +417,7 @@ async fn prune_forgets_stale_servers() {
             namespaces: vec![],
             age: Duration::ZERO,
             seq: None,
+            engine: None,
         },
         t0,
         EPOCH,
@@ -425,6 +429,7 @@ async fn prune_forgets_stale_servers() {
             namespaces: vec![],
             age: Duration::ZERO,
             seq: None,
+            engine: None,
         },
         t0 + STALE,
         EPOCH,
@@ -632,6 +637,25 @@ async fn unordered_reports_are_judged_only_over_a_settled_window() {
     assert_eq!(drift(&snap), [("pod-a", "/", 5)]);
 }
 
+/// Events every 3 s against reports every 2 s, phase-locked: each settled report was
+/// followed by the next event before any tick judged it, and the event discarded it.
+#[tokio::test(start_paused = true)]
+async fn an_event_after_the_settle_window_judges_the_report_instead_of_dropping_it() {
+    let t0 = Instant::now();
+    let mut inputs = connected(local("pod-a"), t0);
+    inputs.apply(0, report("pod-a", None, &[("/", 5)]), t0, EPOCH);
+    inputs.apply(0, Event::Deltas(vec![delta("pod-a", "/", 1)]), t0, EPOCH);
+    let t1 = t0 + SETTLE * 2;
+    inputs.apply(0, report("pod-a", None, &[("/", 9)]), t1, EPOCH);
+    // No tick in between: the next event comes just after the window.
+    let t2 = t1 + SETTLE + Duration::from_millis(10);
+    let applied = inputs.apply(0, Event::Deltas(vec![delta("pod-a", "/", 1)]), t2, EPOCH);
+    assert!(applied.corrected);
+    let snap = reconcile("prod", &inputs, t2);
+    assert_eq!(snap.sources[0].corrections, 1);
+    assert_eq!(drift(&snap), [("pod-a", "/", 3)]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn drift_is_per_server_and_leaves_with_the_server() {
     let t0 = Instant::now();
@@ -711,4 +735,191 @@ async fn events_move_every_current_report_of_their_server_so_none_corrects_false
         (0, 0)
     );
     assert_eq!(drift(&snap), [("pod-a", "/", 0), ("pod-a", "/", 0)]);
+}
+
+fn engine_message(server_id: &str, polling: u64, events: EngineEvents) -> Event {
+    Event::Counts(ServerCounts {
+        server_id: Some(server_id.into()),
+        clients: Some(1),
+        namespaces: vec![("/".into(), 1)],
+        age: Duration::ZERO,
+        seq: None,
+        engine: Some(crate::update::Engine {
+            polling_clients: Some(polling),
+            events: Some(crate::update::Counted::SincePrevious(events)),
+        }),
+    })
+}
+
+fn opened_and_closed(connections: u64, reason: &str, closed: u64) -> EngineEvents {
+    EngineEvents {
+        connections,
+        disconnections: vec![(reason.into(), closed)],
+        packets_in: 1,
+        packets_out: 2,
+        bytes_in: 10,
+        bytes_out: 20,
+    }
+}
+
+/// (server, polling clients, connections, ping timeouts, bytes in) of one exported server.
+type EngineRow = (Option<String>, Option<u64>, u64, u64, u64);
+
+fn engine_rows(snapshot: &Snapshot) -> Vec<EngineRow> {
+    snapshot
+        .engine
+        .iter()
+        .map(|e| {
+            let c = e.counters.unwrap();
+            (
+                e.server.clone(),
+                e.polling_clients,
+                c.connections,
+                c.disconnections[2],
+                c.bytes_in,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn engine_counters_add_each_message_once_and_survive_a_source_reconnect() {
+    let t0 = Instant::now();
+    let mut inputs = connected(Scope::Cluster, t0);
+    inputs.apply(
+        0,
+        engine_message("a", 2, opened_and_closed(3, "ping timeout", 1)),
+        t0,
+        EPOCH,
+    );
+    inputs.apply(
+        0,
+        engine_message("a", 1, opened_and_closed(1, "ping timeout", 2)),
+        t0 + Duration::from_secs(2),
+        EPOCH,
+    );
+    let t1 = t0 + Duration::from_secs(2);
+    assert_eq!(
+        engine_rows(&reconcile("p", &inputs, t1)),
+        [(Some("a".into()), Some(1), 4, 3, 20)]
+    );
+
+    // The source loses the app: nothing is exported while it is down...
+    inputs.apply(0, Event::Down(Reason::Closed), t1, EPOCH);
+    assert!(reconcile("p", &inputs, t1).engine.is_empty());
+    // ...and after the reconnect the counters go on from where they were.
+    let t2 = t1 + Duration::from_secs(3);
+    inputs.sources[0].prune(t2, STALE);
+    inputs.apply(0, Event::Connected, t2, EPOCH);
+    inputs.apply(
+        0,
+        engine_message("a", 0, opened_and_closed(1, "transport close", 1)),
+        t2,
+        EPOCH,
+    );
+    assert_eq!(
+        engine_rows(&reconcile("p", &inputs, t2)),
+        [(Some("a".into()), Some(0), 5, 3, 30)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn engine_counters_leave_with_a_stale_server_and_start_again() {
+    let t0 = Instant::now();
+    let mut inputs = connected(Scope::Cluster, t0);
+    inputs.apply(
+        0,
+        engine_message("a", 1, opened_and_closed(3, "ping timeout", 1)),
+        t0,
+        EPOCH,
+    );
+    inputs.apply(
+        0,
+        engine_message("b", 1, opened_and_closed(1, "ping timeout", 1)),
+        t0 + STALE,
+        EPOCH,
+    );
+    let later = t0 + STALE + Duration::from_secs(1);
+    inputs.sources[0].prune(later, STALE);
+    assert_eq!(
+        engine_rows(&reconcile("p", &inputs, later)),
+        [(Some("b".into()), Some(1), 1, 1, 10)]
+    );
+    assert_eq!(
+        inputs.sources[0].engine.len(),
+        1,
+        "a's counters left memory"
+    );
+    inputs.apply(
+        0,
+        engine_message("a", 0, opened_and_closed(1, "x", 1)),
+        later,
+        EPOCH,
+    );
+    assert_eq!(
+        reconcile("p", &inputs, later).engine[0]
+            .counters
+            .unwrap()
+            .connections,
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn engine_parts_a_server_does_not_send_are_absent_not_zero() {
+    let t0 = Instant::now();
+    let mut inputs = connected(local("a"), t0);
+    inputs.apply(0, report("a", Some(1), &[("/", 1)]), t0, EPOCH);
+    assert!(reconcile("p", &inputs, t0).engine.is_empty());
+
+    let polling_only = Event::Counts(ServerCounts {
+        server_id: Some("a".into()),
+        clients: Some(1),
+        namespaces: vec![],
+        age: Duration::ZERO,
+        seq: None,
+        engine: Some(crate::update::Engine {
+            polling_clients: Some(0),
+            events: None,
+        }),
+    });
+    inputs.apply(0, polling_only, t0, EPOCH);
+    let snapshot = reconcile("p", &inputs, t0);
+    assert_eq!(
+        snapshot.engine,
+        [crate::snapshot::Engine {
+            server: None,
+            polling_clients: Some(0),
+            counters: None
+        }]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn reported_engine_totals_are_taken_as_they_are_and_an_older_report_never_replaces_them() {
+    let t0 = Instant::now();
+    let mut inputs = connected(Scope::Cluster, t0);
+    let totals = |connections, age| {
+        Event::Counts(ServerCounts {
+            server_id: Some("a".into()),
+            clients: None,
+            namespaces: vec![],
+            age: Duration::from_secs(age),
+            seq: None,
+            engine: Some(crate::update::Engine {
+                polling_clients: None,
+                events: Some(crate::update::Counted::SinceStart(EngineEvents {
+                    connections,
+                    ..EngineEvents::default()
+                })),
+            }),
+        })
+    };
+    let t1 = t0 + Duration::from_secs(2);
+    inputs.apply(0, totals(5, 0), t0, EPOCH);
+    inputs.apply(0, totals(7, 0), t1, EPOCH);
+    inputs.apply(0, totals(6, 1), t1, EPOCH);
+    let snapshot = reconcile("p", &inputs, t1);
+    assert_eq!(snapshot.engine[0].counters.unwrap().connections, 7);
+    assert_eq!(snapshot.engine[0].polling_clients, None);
 }

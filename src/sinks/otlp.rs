@@ -16,7 +16,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry::metrics::{Meter, MeterProvider as _, ObservableGauge, ObservableUpDownCounter};
+use opentelemetry::metrics::{
+    Meter, MeterProvider as _, ObservableCounter, ObservableGauge, ObservableUpDownCounter,
+};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
 use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
@@ -36,8 +38,11 @@ use tokio::time::Instant;
 
 use crate::config::otlp::{OtlpConfig, OtlpProtocol};
 use crate::log_limit::{ErrorLog, Fields};
-use crate::metrics::{CLIENTS, CONNECTIONS, Metric, SOURCE_LAST_SUCCESS, SOURCE_UP};
-use crate::snapshot::Snapshot;
+use crate::metrics::{
+    BYTES, CLIENTS, CONNECTIONS, ENGINE_CONNECTIONS, ENGINE_DISCONNECTIONS, Metric, PACKETS,
+    POLLING_CLIENTS, SOURCE_LAST_SUCCESS, SOURCE_UP,
+};
+use crate::snapshot::{EngineCounters, Snapshot};
 use crate::telemetry::Telemetry;
 
 /// The SDK's default limit of series per instrument; more fold into one overflow point.
@@ -67,6 +72,7 @@ pub(crate) struct OtlpSink {
     _clients: ObservableUpDownCounter<i64>,
     _source_up: ObservableGauge<u64>,
     _source_last_success: ObservableGauge<f64>,
+    _engine: EngineInstruments,
 }
 
 impl OtlpSink {
@@ -130,7 +136,8 @@ impl OtlpSink {
             _connections: connections(&meter, snapshot.clone()),
             _clients: clients(&meter, snapshot.clone()),
             _source_up: source_up(&meter, snapshot.clone()),
-            _source_last_success: source_last_success(&meter, snapshot),
+            _source_last_success: source_last_success(&meter, snapshot.clone()),
+            _engine: EngineInstruments::new(&meter, snapshot),
         })
     }
 
@@ -210,6 +217,102 @@ fn clients(meter: &Meter, rx: watch::Receiver<Arc<Snapshot>>) -> ObservableUpDow
                     attributes.push(KeyValue::new("server", server.clone()));
                 }
                 observer.observe(count(c.clients), &attributes);
+            }
+        })
+        .build()
+}
+
+/// The Engine.IO instruments: polling clients are additive like clients (an
+/// UpDownCounter, a gauge in Prometheus); the event counts are monotonic cumulative sums of
+/// what the exporter counted since it first saw each server.
+struct EngineInstruments {
+    _polling_clients: ObservableUpDownCounter<i64>,
+    _counters: [ObservableCounter<u64>; 4],
+}
+
+/// One engine counter's points for one server: `(extra attribute, value)`.
+type Points = fn(&EngineCounters) -> Vec<(Option<KeyValue>, u64)>;
+
+impl EngineInstruments {
+    fn new(meter: &Meter, rx: watch::Receiver<Arc<Snapshot>>) -> EngineInstruments {
+        EngineInstruments {
+            _polling_clients: polling_clients(meter, rx.clone()),
+            _counters: [
+                engine_counter(meter, rx.clone(), &ENGINE_CONNECTIONS, |c| {
+                    vec![(None, c.connections)]
+                }),
+                engine_counter(meter, rx.clone(), &ENGINE_DISCONNECTIONS, |c| {
+                    c.disconnections()
+                        .map(|(reason, n)| (Some(KeyValue::new("reason", reason)), n))
+                        .collect()
+                }),
+                engine_counter(meter, rx.clone(), &PACKETS, |c| {
+                    vec![
+                        direction("in", c.packets_in),
+                        direction("out", c.packets_out),
+                    ]
+                }),
+                engine_counter(meter, rx, &BYTES, |c| {
+                    vec![direction("in", c.bytes_in), direction("out", c.bytes_out)]
+                }),
+            ],
+        }
+    }
+}
+
+fn direction(direction: &'static str, n: u64) -> (Option<KeyValue>, u64) {
+    (Some(KeyValue::new("direction", direction)), n)
+}
+
+/// `environment`, and `server` in cluster scope.
+fn server_attributes(snapshot: &Snapshot, server: Option<&str>) -> Vec<KeyValue> {
+    let mut attributes = vec![KeyValue::new("environment", snapshot.environment.clone())];
+    if let Some(server) = server {
+        attributes.push(KeyValue::new("server", server.to_owned()));
+    }
+    attributes
+}
+
+fn polling_clients(
+    meter: &Meter,
+    rx: watch::Receiver<Arc<Snapshot>>,
+) -> ObservableUpDownCounter<i64> {
+    meter
+        .i64_observable_up_down_counter(otlp_name(&POLLING_CLIENTS))
+        .with_unit(POLLING_CLIENTS.unit.unwrap_or_default())
+        .with_description(POLLING_CLIENTS.help)
+        .with_callback(move |observer| {
+            let snapshot = rx.borrow().clone();
+            for e in &snapshot.engine {
+                if let Some(n) = e.polling_clients {
+                    observer.observe(count(n), &server_attributes(&snapshot, e.server.as_deref()));
+                }
+            }
+        })
+        .build()
+}
+
+fn engine_counter(
+    meter: &Meter,
+    rx: watch::Receiver<Arc<Snapshot>>,
+    metric: &'static Metric,
+    points: Points,
+) -> ObservableCounter<u64> {
+    meter
+        .u64_observable_counter(otlp_name(metric))
+        .with_unit(metric.unit.unwrap_or_default())
+        .with_description(metric.help)
+        .with_callback(move |observer| {
+            let snapshot = rx.borrow().clone();
+            for e in &snapshot.engine {
+                let Some(counters) = &e.counters else {
+                    continue;
+                };
+                for (extra, n) in points(counters) {
+                    let mut attributes = server_attributes(&snapshot, e.server.as_deref());
+                    attributes.extend(extra);
+                    observer.observe(n, &attributes);
+                }
             }
         })
         .build()

@@ -6,10 +6,11 @@
 use std::fmt::{Display, Write as _};
 
 use crate::metrics::{
-    BUILD_INFO, CLIENTS, CONNECTIONS, Metric, NAMESPACE_LIMIT, NAMESPACES_FOLDED,
-    RECONCILE_CORRECTIONS, RECONCILE_DRIFT, SOURCE_LAST_SUCCESS, SOURCE_UP,
+    BUILD_INFO, BYTES, CLIENTS, CONNECTIONS, ENGINE_CONNECTIONS, ENGINE_DISCONNECTIONS, Metric,
+    NAMESPACE_LIMIT, NAMESPACES_FOLDED, PACKETS, POLLING_CLIENTS, RECONCILE_CORRECTIONS,
+    RECONCILE_DRIFT, SOURCE_LAST_SUCCESS, SOURCE_UP,
 };
-use crate::snapshot::{Snapshot, SourceStatus};
+use crate::snapshot::{EngineCounters, Snapshot, SourceStatus};
 use crate::telemetry::Telemetry;
 
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -48,6 +49,8 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
             .value(c.clients);
     }
 
+    render_engine(snapshot, out);
+
     per_source(out, snapshot, &SOURCE_UP, |s| u64::from(s.health.is_up()));
 
     let mut family = Family::start(out, &SOURCE_LAST_SUCCESS);
@@ -81,6 +84,64 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
         .label("version", VERSION)
         .label("revision", REVISION)
         .value(1);
+}
+
+/// The Engine.IO families: one sample per server label that reports each part.
+fn render_engine(snapshot: &Snapshot, out: &mut String) {
+    let env = snapshot.environment.as_str();
+    let mut family = Family::start(out, &POLLING_CLIENTS);
+    for e in &snapshot.engine {
+        if let Some(n) = e.polling_clients {
+            family
+                .sample()
+                .label("environment", env)
+                .label_opt("server", e.server.as_deref())
+                .value(n);
+        }
+    }
+    let counted = || {
+        snapshot
+            .engine
+            .iter()
+            .filter_map(|e| Some((e.server.as_deref(), e.counters.as_ref()?)))
+    };
+    let mut family = Family::start(out, &ENGINE_CONNECTIONS);
+    for (server, c) in counted() {
+        family
+            .sample()
+            .label("environment", env)
+            .label_opt("server", server)
+            .value(c.connections);
+    }
+    let mut family = Family::start(out, &ENGINE_DISCONNECTIONS);
+    for (server, c) in counted() {
+        for (reason, n) in c.disconnections() {
+            family
+                .sample()
+                .label("environment", env)
+                .label_opt("server", server)
+                .label("reason", reason)
+                .value(n);
+        }
+    }
+    type Directions = fn(&EngineCounters) -> [(&'static str, u64); 2];
+    let families: [(&Metric, Directions); 2] = [
+        (&PACKETS, |c| [("in", c.packets_in), ("out", c.packets_out)]),
+        (&BYTES, |c| [("in", c.bytes_in), ("out", c.bytes_out)]),
+    ];
+    for (metric, directions) in families {
+        let mut family = Family::start(out, metric);
+        for (server, c) in counted() {
+            for (direction, n) in directions(c) {
+                family
+                    .sample()
+                    .label("environment", env)
+                    .label_opt("server", server)
+                    .label("direction", direction)
+                    .value(n);
+            }
+        }
+    }
 }
 
 /// A family with one sample per source, labelled `source`.
@@ -180,7 +241,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::snapshot::{Clients, Connections, Health, SourceStatus};
+    use crate::snapshot::{Clients, Connections, Engine, Health, SourceStatus};
     use crate::update::Reason;
 
     fn connections(namespace: &str, server: Option<&str>, sockets: u64) -> Connections {
@@ -224,6 +285,7 @@ mod tests {
                 namespace: "/chat".into(),
                 value: 3,
             }],
+            engine: vec![],
         };
         let mut out = String::new();
         render_snapshot(&snapshot, &mut out);
@@ -253,6 +315,60 @@ mod tests {
         );
         assert!(samples[13].starts_with("socketio_exporter_build_info{version=\""));
         assert!(out.contains("# TYPE websocket_connections gauge\n"));
+    }
+
+    #[test]
+    fn engine_series_only_for_what_servers_report() {
+        let mut counters = EngineCounters {
+            connections: 7,
+            packets_in: 5,
+            packets_out: 6,
+            bytes_in: 50,
+            bytes_out: 60,
+            ..EngineCounters::default()
+        };
+        counters.disconnections[2] = 3;
+        let snapshot = Snapshot {
+            environment: "p".into(),
+            engine: vec![
+                Engine {
+                    server: Some("a".into()),
+                    polling_clients: Some(1),
+                    counters: Some(counters),
+                },
+                Engine {
+                    server: Some("b".into()),
+                    polling_clients: Some(0),
+                    counters: None,
+                },
+            ],
+            ..Snapshot::default()
+        };
+        let mut out = String::new();
+        render_snapshot(&snapshot, &mut out);
+        let engine: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("socketio_") && !l.starts_with("socketio_exporter"))
+            .collect();
+        assert_eq!(
+            engine,
+            [
+                r#"socketio_polling_clients{environment="p",server="a"} 1"#,
+                r#"socketio_polling_clients{environment="p",server="b"} 0"#,
+                r#"socketio_engine_connections_total{environment="p",server="a"} 7"#,
+                r#"socketio_engine_disconnections_total{environment="p",server="a",reason="transport close"} 0"#,
+                r#"socketio_engine_disconnections_total{environment="p",server="a",reason="transport error"} 0"#,
+                r#"socketio_engine_disconnections_total{environment="p",server="a",reason="ping timeout"} 3"#,
+                r#"socketio_engine_disconnections_total{environment="p",server="a",reason="forced close"} 0"#,
+                r#"socketio_engine_disconnections_total{environment="p",server="a",reason="parse error"} 0"#,
+                r#"socketio_engine_disconnections_total{environment="p",server="a",reason="other"} 0"#,
+                r#"socketio_packets_total{environment="p",server="a",direction="in"} 5"#,
+                r#"socketio_packets_total{environment="p",server="a",direction="out"} 6"#,
+                r#"socketio_bytes_total{environment="p",server="a",direction="in"} 50"#,
+                r#"socketio_bytes_total{environment="p",server="a",direction="out"} 60"#,
+            ]
+        );
+        assert!(out.contains("# TYPE socketio_engine_connections_total counter\n"));
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! {"server_id": "pod-a", "events": [{"type": "connect", "namespace": "/chat"}]}
 //! ```
 //!
+//! A report may carry an `engine` object: the polling clients, and the Engine.IO events
+//! counted since the reporter started (all four counters, or none).
+//!
 //! Version 2 orders the two: a reporter process names itself with `boot`, numbers its
 //! events with `seq`, and a report's `seq` is the last event it includes.
 
@@ -17,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::update::{Delta, Reason, Seq, ServerCounts};
+use crate::update::{Counted, Delta, Engine, EngineEvents, Reason, Seq, ServerCounts};
 
 /// Events in one batch, at most.
 pub(crate) const MAX_EVENTS: usize = 10_000;
@@ -50,6 +53,60 @@ struct ReportJson {
     generated_at: Option<String>,
     clients: Option<u64>,
     namespaces: BTreeMap<String, u64>,
+    engine: Option<EngineJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineJson {
+    polling_clients: Option<u64>,
+    connections: Option<u64>,
+    disconnections: Option<BTreeMap<String, u64>>,
+    packets: Option<Directions>,
+    bytes: Option<Directions>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Directions {
+    #[serde(rename = "in")]
+    received: u64,
+    #[serde(rename = "out")]
+    sent: u64,
+}
+
+impl EngineJson {
+    /// The counters come as a group: a reporter that counts some but not all would make
+    /// the missing ones look like zeros.
+    fn into_engine(self) -> Result<Engine, FormatError> {
+        let events = match (
+            self.connections,
+            self.disconnections,
+            self.packets,
+            self.bytes,
+        ) {
+            (None, None, None, None) => None,
+            (Some(connections), Some(disconnections), Some(packets), Some(bytes)) => {
+                Some(Counted::SinceStart(EngineEvents {
+                    connections,
+                    disconnections: disconnections.into_iter().collect(),
+                    packets_in: packets.received,
+                    packets_out: packets.sent,
+                    bytes_in: bytes.received,
+                    bytes_out: bytes.sent,
+                }))
+            }
+            _ => {
+                return Err(shape(
+                    "engine: connections, disconnections, packets and bytes go together",
+                ));
+            }
+        };
+        Ok(Engine {
+            polling_clients: self.polling_clients,
+            events,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -123,6 +180,7 @@ pub(crate) fn parse_report(
         })?),
         None => modified,
     };
+    let engine = report.engine.map(EngineJson::into_engine).transpose()?;
     Ok(ServerCounts {
         server_id: report.server_id,
         clients: report.clients,
@@ -131,7 +189,16 @@ pub(crate) fn parse_report(
             .and_then(|at| now.duration_since(at).ok())
             .unwrap_or(Duration::ZERO),
         seq,
+        engine,
     })
+}
+
+/// An `engine` object in the report format, found inside another document (`at` names
+/// where, for the message).
+pub(crate) fn parse_engine(value: &serde_json::Value, at: &str) -> Result<Engine, String> {
+    let engine: EngineJson =
+        serde_path_to_error::deserialize(value).map_err(|e| format!("{at}: {e}"))?;
+    engine.into_engine().map_err(|e| format!("{at}: {e}"))
 }
 
 fn shape(message: &str) -> FormatError {
@@ -247,6 +314,60 @@ mod tests {
     }
 
     #[test]
+    fn engine_counters_since_the_reporter_started() {
+        let now = SystemTime::now();
+        let report = parse_report(
+            br#"{"namespaces":{},"engine":{"polling_clients":2,"connections":9,"disconnections":{"transport close":3,"ping timeout":1},"packets":{"in":5,"out":6},"bytes":{"in":50,"out":60}}}"#,
+            now,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            report.engine,
+            Some(Engine {
+                polling_clients: Some(2),
+                events: Some(Counted::SinceStart(EngineEvents {
+                    connections: 9,
+                    disconnections: vec![("ping timeout".into(), 1), ("transport close".into(), 3)],
+                    packets_in: 5,
+                    packets_out: 6,
+                    bytes_in: 50,
+                    bytes_out: 60,
+                })),
+            })
+        );
+        let polling_only = parse_report(
+            br#"{"namespaces":{},"engine":{"polling_clients":0}}"#,
+            now,
+            None,
+        );
+        assert_eq!(polling_only.unwrap().engine.unwrap().events, None);
+        let version_1 = parse_report(br#"{"namespaces":{}}"#, now, None).unwrap();
+        assert_eq!(version_1.engine, None, "unknown, not zero");
+        let partial = parse_report(
+            br#"{"namespaces":{},"engine":{"connections":1}}"#,
+            now,
+            None,
+        );
+        assert_eq!(
+            partial.unwrap_err(),
+            shape("engine: connections, disconnections, packets and bytes go together")
+        );
+    }
+
+    #[test]
+    fn every_example_of_the_report_schema_parses() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../schemas/report.schema.json")).unwrap();
+        for example in schema["examples"].as_array().unwrap() {
+            let body = serde_json::to_vec(example).unwrap();
+            if let Err(e) = parse_report(&body, SystemTime::now(), None) {
+                panic!("{example}: {e}");
+            }
+        }
+    }
+
+    #[test]
     fn age_from_offsets_mtime_or_nothing() {
         let now = at("2026-11-25T20:00:05Z");
         let with_offset = parse_report(
@@ -280,7 +401,7 @@ mod tests {
             (br#"{"namespaces":{"/":-1}}"#, FormatError::Shape("namespaces./: invalid value: integer `-1`, expected u64".into())),
             (br#"{"namespaces":{"/":1.5}}"#, FormatError::Shape("namespaces./: invalid type: floating point `1.5`, expected u64".into())),
             (br#"{"clients":1}"#, FormatError::Shape("missing field `namespaces`".into())),
-            (br#"{"namespaces":{},"extra":1}"#, FormatError::Shape("extra: unknown field `extra`, expected one of `version`, `server_id`, `boot`, `seq`, `generated_at`, `clients`, `namespaces`".into())),
+            (br#"{"namespaces":{},"extra":1}"#, FormatError::Shape("extra: unknown field `extra`, expected one of `version`, `server_id`, `boot`, `seq`, `generated_at`, `clients`, `namespaces`, `engine`".into())),
             (br#"{"namespaces":{},"generated_at":"yesterday"}"#, FormatError::Shape("generated_at: \"yesterday\" is not an RFC 3339 timestamp like \"2026-11-25T20:00:00Z\"".into())),
         ];
         for (body, expected) in cases {

@@ -11,6 +11,7 @@ mod admin;
 mod cli;
 mod cluster;
 mod dashboard;
+mod engine;
 mod events;
 mod faults;
 mod nextjs;

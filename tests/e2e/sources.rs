@@ -11,8 +11,8 @@ use serde_json::json;
 
 use crate::support::pki::Ca;
 use crate::support::{
-    App, Clients, Exporter, Scrape, WEIRD_NAMESPACE, admin_config, config, eventually, post,
-    throughout,
+    App, Clients, Exporter, Scrape, WEIRD_NAMESPACE, admin_config, app_reporting_to_file, config,
+    eventually, post, throughout,
 };
 
 const WITHIN: Duration = Duration::from_secs(8);
@@ -516,23 +516,7 @@ fn matches_truth(exporter: &Exporter, app: &App) -> Scrape {
 
 #[test]
 fn reporter_module_writes_report_files_the_exporter_reads_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("report.json");
-    let app = App::start_with(
-        "app-file",
-        0,
-        &[
-            "--no-admin-ui",
-            "--report-file",
-            file.to_str().unwrap(),
-            "--report-interval",
-            "500",
-        ],
-    );
-    let exporter = Exporter::start(&config(&format!(
-        "[[sources]]\ntype = \"report_file\"\npath = \"{}\"\nserver_id = \"app-file\"\n",
-        file.display()
-    )));
+    let (_dir, app, exporter) = app_reporting_to_file("app-file");
     let mut clients = Clients::start();
     clients.connect("c1", &app, &["/", "/chat", "/tenant-3"]);
     clients.connect("c2", &app, &[WEIRD_NAMESPACE, "/"]);

@@ -49,6 +49,8 @@ pub(crate) struct RawConfig {
     count_field: Option<String>,
     clients_pointer: Option<String>,
     server_id_pointer: Option<String>,
+    /// JSON pointer to an `engine` object of the report format.
+    engine_pointer: Option<String>,
 }
 
 /// The `http_json` source: polls a JSON endpoint of the app.
@@ -83,6 +85,9 @@ pub struct JsonMapping {
     pub count_field: String,
     pub clients_pointer: Option<String>,
     pub server_id_pointer: Option<String>,
+    /// An object in the report format's `engine` shape: polling clients, counters since
+    /// the app started.
+    pub engine_pointer: Option<String>,
 }
 
 impl SourceKeys for Config {
@@ -150,6 +155,7 @@ impl SourceKeys for Config {
                 .unwrap_or_else(|| "/namespaces".to_owned()),
             clients_pointer: pointer("clients_pointer", raw.clients_pointer),
             server_id_pointer: pointer("server_id_pointer", raw.server_id_pointer),
+            engine_pointer: pointer("engine_pointer", raw.engine_pointer),
             namespace_field: raw.namespace_field.unwrap_or_else(|| "name".to_owned()),
             count_field: raw.count_field.unwrap_or_else(|| "count".to_owned()),
         };

@@ -9,9 +9,10 @@ use serde_json::Value;
 
 pub(crate) use self::config::{Config, HttpAuth, JsonMapping};
 use super::context::{SourceContext, SourceType};
+use super::format;
 use crate::backoff::Backoff;
 use crate::config::secret::SecretError;
-use crate::update::{Event, Reason, ServerCounts, Silence};
+use crate::update::{Engine, Event, Reason, ServerCounts, Silence};
 
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -217,7 +218,19 @@ pub(crate) fn map(json: &Value, mapping: &JsonMapping) -> Result<ServerCounts, S
         namespaces,
         age: Duration::ZERO,
         seq: None,
+        engine: engine_at(json, mapping)?,
     })
+}
+
+/// The `engine` object at `engine_pointer`, when one is configured.
+fn engine_at(json: &Value, mapping: &JsonMapping) -> Result<Option<Engine>, String> {
+    let Some(p) = &mapping.engine_pointer else {
+        return Ok(None);
+    };
+    let value = json
+        .pointer(p)
+        .ok_or_else(|| format!("engine_pointer {p:?}: nothing there"))?;
+    format::parse_engine(value, &format!("engine_pointer {p:?}")).map(Some)
 }
 
 fn count_at(value: &Value, at: &str) -> Result<u64, String> {
@@ -245,6 +258,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::update::Counted;
 
     fn mapping(pointer: &str) -> JsonMapping {
         JsonMapping {
@@ -253,6 +267,7 @@ mod tests {
             count_field: "count".into(),
             clients_pointer: None,
             server_id_pointer: None,
+            engine_pointer: None,
         }
     }
 
@@ -279,6 +294,23 @@ mod tests {
         assert_eq!(report.namespaces, [("/".into(), 3), ("/chat".into(), 1)]);
         assert_eq!(report.clients, Some(4));
         assert_eq!(report.server_id.as_deref(), Some("pod-a"));
+    }
+
+    #[test]
+    fn engine_object_in_the_report_format() {
+        let json = json!({"namespaces": {}, "io": {"engine": {
+            "polling_clients": 1, "connections": 4, "disconnections": {"ping timeout": 1},
+            "packets": {"in": 2, "out": 3}, "bytes": {"in": 20, "out": 30}}}});
+        let mut m = mapping("/namespaces");
+        m.engine_pointer = Some("/io/engine".into());
+        let engine = map(&json, &m).unwrap().engine.unwrap();
+        assert_eq!(engine.polling_clients, Some(1));
+        assert!(matches!(engine.events, Some(Counted::SinceStart(e)) if e.connections == 4));
+        let partial = json!({"namespaces": {}, "io": {"engine": {"connections": 4}}});
+        assert_eq!(
+            map(&partial, &m).unwrap_err(),
+            "engine_pointer \"/io/engine\": engine: connections, disconnections, packets and bytes go together"
+        );
     }
 
     #[test]

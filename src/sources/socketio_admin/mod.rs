@@ -260,6 +260,7 @@ impl AdminSource {
 
     async fn deliver(&mut self, stats: protocol::ServerStats) {
         let hidden = (!self.config.include_admin_namespace).then_some(&self.config.admin_namespace);
+        let engine = stats.engine();
         let namespaces = stats
             .namespaces
             .into_iter()
@@ -273,6 +274,7 @@ impl AdminSource {
                 namespaces,
                 age: Duration::ZERO,
                 seq: None,
+                engine,
             }))
             .await;
         if self.cx.recovered() || !self.ever_delivered {

@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::update::{Counted, Engine, EngineEvents};
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(super) enum ProtocolError {
     #[error("empty frame")]
@@ -184,7 +186,22 @@ pub(super) struct ServerStats {
     pub(super) server_id: String,
     /// Absent when the server has no engine (admin-ui omits the key then).
     pub(super) clients_count: Option<u64>,
+    /// Engine clients on HTTP long-polling; absent before admin-ui 0.5.
+    pub(super) polling_clients_count: Option<u64>,
+    /// Engine events since the previous `server_stats`; absent before admin-ui 0.5.
+    pub(super) aggregated_events: Option<Vec<AggregatedEvent>>,
     pub(super) namespaces: Vec<NamespaceStats>,
+}
+
+/// One bucket of admin-ui's event buffer: `count` events of `type` (and `subType`, the
+/// close reason of a `rawDisconnection`) within one second.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct AggregatedEvent {
+    #[serde(rename = "type")]
+    pub(super) kind: String,
+    pub(super) sub_type: Option<String>,
+    pub(super) count: u64,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -199,6 +216,44 @@ pub(super) fn parse_server_stats(json: &RawValue) -> Result<ServerStats, Protoco
         what: "server_stats",
         detail: e.to_string(),
     })
+}
+
+impl ServerStats {
+    /// The Engine.IO part, `None` when the server sends neither field.
+    pub(super) fn engine(&self) -> Option<Engine> {
+        if self.polling_clients_count.is_none() && self.aggregated_events.is_none() {
+            return None;
+        }
+        Some(Engine {
+            polling_clients: self.polling_clients_count,
+            events: self
+                .aggregated_events
+                .as_deref()
+                .map(|buckets| Counted::SincePrevious(sum_events(buckets))),
+        })
+    }
+}
+
+/// Sums the buckets per type; types this exporter does not know are ignored.
+fn sum_events(buckets: &[AggregatedEvent]) -> EngineEvents {
+    let mut events = EngineEvents::default();
+    for bucket in buckets {
+        let total = match bucket.kind.as_str() {
+            "rawConnection" => &mut events.connections,
+            "packetsIn" => &mut events.packets_in,
+            "packetsOut" => &mut events.packets_out,
+            "bytesIn" => &mut events.bytes_in,
+            "bytesOut" => &mut events.bytes_out,
+            "rawDisconnection" => {
+                let reason = bucket.sub_type.clone().unwrap_or_default();
+                events.disconnections.push((reason, bucket.count));
+                continue;
+            }
+            _ => continue,
+        };
+        *total = total.saturating_add(bucket.count);
+    }
+    events
 }
 
 #[cfg(test)]
@@ -259,6 +314,50 @@ mod tests {
         let disconnect = parse_packet("1/admin,").unwrap();
         assert_eq!(disconnect.kind, PacketType::Disconnect);
         assert_eq!(disconnect.data, "");
+    }
+
+    fn stats(json: &str) -> ServerStats {
+        parse_server_stats(&RawValue::from_string(json.into()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn engine_buckets_sum_per_type_and_reason() {
+        // As captured from admin-ui 0.5.1, plus a second second's buckets.
+        let stats = stats(
+            r#"{"serverId":"test-1","clientsCount":4,"pollingClientsCount":1,"aggregatedEvents":[{"timestamp":1795636960000,"type":"rawConnection","count":4},{"timestamp":1795636960000,"type":"packetsIn","count":5},{"timestamp":1795636960000,"type":"bytesIn","count":65},{"timestamp":1795636961000,"type":"rawDisconnection","subType":"transport close","count":1},{"timestamp":1795636961000,"type":"packetsOut","count":2},{"timestamp":1795636961000,"type":"bytesOut","count":30},{"timestamp":1795636961000,"type":"rawConnection","count":1},{"timestamp":1795636961000,"type":"somethingNew","count":9}],"namespaces":[]}"#,
+        );
+        let engine = stats.engine().unwrap();
+        assert_eq!(engine.polling_clients, Some(1));
+        assert_eq!(
+            engine.events,
+            Some(Counted::SincePrevious(EngineEvents {
+                connections: 5,
+                disconnections: vec![("transport close".into(), 1)],
+                packets_in: 5,
+                packets_out: 2,
+                bytes_in: 65,
+                bytes_out: 30,
+            }))
+        );
+    }
+
+    #[test]
+    fn engine_fields_a_server_does_not_send_stay_unknown() {
+        let old = stats(r#"{"serverId":"a","clientsCount":1,"namespaces":[]}"#);
+        assert_eq!(old.engine(), None);
+        let no_events = stats(r#"{"serverId":"a","pollingClientsCount":0,"namespaces":[]}"#);
+        assert_eq!(
+            no_events.engine(),
+            Some(Engine {
+                polling_clients: Some(0),
+                events: None
+            })
+        );
+        let quiet = stats(r#"{"serverId":"a","aggregatedEvents":[],"namespaces":[]}"#);
+        assert_eq!(
+            quiet.engine().unwrap().events,
+            Some(Counted::SincePrevious(EngineEvents::default()))
+        );
     }
 
     #[test]

@@ -66,6 +66,32 @@ function truth(io) {
   return { clientsCount: io.engine ? io.engine.clientsCount : 0, namespaces };
 }
 
+/**
+ * Test hook: POST /disconnect?namespace=/chat closes every socket of that
+ * namespace on this server with socket.disconnect(true), which also closes
+ * their engine connections (Engine.IO reason "forced close"). 404 for a
+ * namespace the server does not have; 405 for other methods.
+ */
+function disconnectRoute(io, req, res) {
+  if (req.method !== "POST") {
+    res.writeHead(405, { allow: "POST", "content-type": "text/plain" });
+    res.end("method not allowed\n");
+    return;
+  }
+  const name = new URL(req.url, "http://localhost").searchParams.get("namespace");
+  const nsp = io._nsps.get(name);
+  if (!nsp) {
+    res.writeHead(404, { "content-type": "text/plain" });
+    res.end("no such namespace\n");
+    return;
+  }
+  const sockets = [...nsp.sockets.values()];
+  for (const socket of sockets) socket.disconnect(true);
+  const body = JSON.stringify({ disconnected: sockets.length });
+  res.writeHead(200, { "content-type": "application/json" });
+  res.end(body);
+}
+
 async function connectRedis(url, log) {
   // Required lazily so that runs without --redis never load the client.
   const { createClient } = require("redis");
@@ -181,6 +207,10 @@ async function startServer(options = {}) {
         "cache-control": "no-store",
       });
       res.end(req.method === "HEAD" ? undefined : body);
+      return;
+    }
+    if (pathname === "/disconnect") {
+      disconnectRoute(io, req, res);
       return;
     }
     res.writeHead(404, { "content-type": "text/plain" });

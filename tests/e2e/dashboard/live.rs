@@ -448,6 +448,8 @@ fn assert_values_users_read(grafana: &Grafana<'_>, all: &Selection, [addr_a, add
     assert_eq!(grafana.value("Connections now", all), Some(total));
     // Three clients on pod-a and two on pod-b, plus each exporter's own connection.
     assert_eq!(grafana.value("Engine.IO clients now", all), Some(7.0));
+    // Every client is on WebSocket: long-polling shows a known 0, not No data.
+    assert_eq!(grafana.value("Transport split", all), Some(0.0));
     assert_eq!(
         grafana.value("Namespaces", all),
         Some(expected.len() as f64)

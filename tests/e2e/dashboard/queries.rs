@@ -14,7 +14,7 @@ const WITHOUT_NAMESPACE_FILTER: &[(&str, &str)] = &[("Namespaces exported vs. ca
 /// Metric names the dashboard reads; each selector of them must carry the filters.
 fn is_our_metric(name: &str) -> bool {
     name.starts_with("websocket_")
-        || name.starts_with("socketio_exporter_")
+        || name.starts_with("socketio_")
         || name.starts_with("process_")
         || name == "up"
 }
@@ -114,7 +114,11 @@ impl Selector<'_> {
         } = *self;
         let mut problems = Vec::new();
         let mut required = vec!["job", "instance"];
-        if name == "websocket_connections" || name == "websocket_clients" {
+        // The app's series (not the exporter's own) carry environment and, in cluster
+        // scope, server.
+        let app_series = name.starts_with("websocket_")
+            || (name.starts_with("socketio_") && !name.starts_with("socketio_exporter_"));
+        if app_series {
             required.extend(["environment", "server"]);
         }
         if name == "socketio_exporter_reconcile_drift" {

@@ -23,6 +23,7 @@ const ALERTS: &[&str] = &[
     "SocketIOExporterNamespaceLimitReached",
     "SocketIOConnectionsDroppedSharply",
     "SocketIONoConnections",
+    "SocketIODisconnectStorm",
 ];
 
 #[test]
@@ -138,7 +139,9 @@ fn alert_rules_follow_mixin_conventions_and_link_their_runbook_section() {
         [
             "environment_namespace_server:websocket_connections:max",
             "environment_namespace:websocket_connections:sum",
-            "job_instance:socketio_exporter_servers:covered"
+            "job_instance:socketio_exporter_servers:covered",
+            "environment:websocket_clients:sum",
+            "environment:socketio_engine_abnormal_disconnections:increase5m"
         ]
     );
 }

@@ -32,6 +32,8 @@ const UNITS: &[&str] = &[
     "cps",
     "cpm",
     "ops",
+    "pps",
+    "Bps",
 ];
 
 fn datasource_ref() -> Value {

@@ -200,6 +200,17 @@ impl App {
         }
     }
 
+    /// The app calls `socket.disconnect(true)` on every socket of `namespace`; returns how
+    /// many.
+    pub fn disconnect_sockets(&self, namespace: &str) -> u64 {
+        let addr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let path = format!("/disconnect?namespace={}", namespace.replace('/', "%2F"));
+        let (status, body) = send(&addr, "POST", &path, &[], b"").expect("POST /disconnect");
+        assert_eq!(status, 200, "{body}");
+        let value: Value = serde_json::from_str(&body).unwrap();
+        value["disconnected"].as_u64().unwrap()
+    }
+
     /// SIGKILL: the app vanishes without a goodbye.
     pub fn kill(mut self) {
         kill(&mut self.child);
@@ -282,6 +293,15 @@ impl Clients {
         self.command(json!({"op": "connect", "id": id, "url": url, "namespaces": namespaces}));
     }
 
+    /// Like [`Clients::connect`], restricted to `transports` (e.g. `["polling"]`: the
+    /// client never upgrades to WebSocket).
+    pub fn connect_over(&mut self, id: &str, app: &App, namespaces: &[&str], transports: &[&str]) {
+        self.command(json!({
+            "op": "connect", "id": id, "url": app.url(), "namespaces": namespaces,
+            "transports": transports,
+        }));
+    }
+
     pub fn disconnect(&mut self, id: &str) {
         self.command(json!({"op": "disconnect", "id": id}));
     }
@@ -317,6 +337,27 @@ stale_after_secs = 5
 {sources}
 "#
     )
+}
+
+/// The app `server_id` without admin-ui, its reporter (clients/node) writing a report
+/// file every 500 ms, and an exporter reading that file as the server's: keep the
+/// directory alive as long as the two.
+pub fn app_reporting_to_file(server_id: &str) -> (tempfile::TempDir, App, Exporter) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.json");
+    let file = file.to_str().unwrap();
+    let reporter = [
+        "--no-admin-ui",
+        "--report-file",
+        file,
+        "--report-interval",
+        "500",
+    ];
+    let app = App::start_with(server_id, 0, &reporter);
+    let exporter = Exporter::start(&config(&format!(
+        "[[sources]]\ntype = \"report_file\"\npath = \"{file}\"\nserver_id = \"{server_id}\"\n"
+    )));
+    (dir, app, exporter)
 }
 
 /// A `socketio_admin` source for `app` with `extra` TOML lines, under a fast sync.
