@@ -24,10 +24,10 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 pub(crate) use self::sync_loop::{SyncLoop, run};
-use crate::namespaces::NamespaceRules;
+use crate::namespaces::{Folded, NamespaceRules};
 use crate::snapshot::{Clients, Connections, Drift, Health, Snapshot, SourceStatus};
 use crate::sources::{Scope, SourceConfig};
-use crate::update::{Delta, Event, Reason, ServerCounts};
+use crate::update::{Delta, Event, MAX_COUNT, Reason, ServerCounts};
 
 /// Servers kept per source; counts from further server ids are ignored.
 const MAX_SERVERS: usize = 1024;
@@ -84,8 +84,11 @@ pub struct Applied {
     pub corrected: bool,
     /// Connection events applied to a current report.
     pub events: usize,
-    /// Connection events for servers without a current report, dropped.
+    /// Connection events for servers without a current report (or for namespaces it does
+    /// not hold), dropped.
     pub dropped: usize,
+    /// A full report was refused, and why.
+    pub refused: Option<Reason>,
 }
 
 impl SourceInput {
@@ -123,54 +126,80 @@ impl SourceInput {
         id.unwrap_or_else(|| self.own_server_id.clone())
     }
 
-    /// Takes a server's full counts; returns whether they corrected event-moved counts.
-    fn take_counts(&mut self, report: ServerCounts, now: Instant, wall: SystemTime) -> bool {
+    /// Takes a server's full counts; returns whether they corrected event-moved counts, or
+    /// why they were refused.
+    fn take_counts(
+        &mut self,
+        report: ServerCounts,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<bool, Reason> {
         if !matches!(self.link, Link::Connected { .. }) {
             self.link = Link::Connected { since: now };
         }
         let id = self.server_id(report.server_id);
         let at = now.checked_sub(report.age).unwrap_or(now);
         let previous = self.servers.get(&id);
-        if previous.is_some_and(|p| p.at > at)
-            || (previous.is_none() && self.servers.len() >= MAX_SERVERS)
-        {
-            return false;
+        if previous.is_some_and(|p| p.at > at) {
+            return Ok(false);
         }
-        let folded = self.rules.fold(report.namespaces);
-        let mut corrected = false;
-        if let Some(previous) = previous.filter(|p| p.adjusted) {
-            let names: HashSet<&String> = previous
-                .namespaces
-                .keys()
-                .chain(folded.namespaces.keys())
-                .collect();
-            for name in names {
-                let moved = previous.namespaces.get(name).copied().unwrap_or(0);
-                let truth = folded.namespaces.get(name).copied().unwrap_or(0);
-                let drift = moved.abs_diff(truth);
-                corrected |= drift > 0;
-                if self.drift.contains_key(name) || self.drift.len() < self.rules.max {
-                    self.drift.insert(name.clone(), drift);
-                }
-            }
+        if previous.is_none() && !self.make_room(&id) {
+            return Err(Reason::TooManyServers);
         }
+        let in_scope = self.scope.includes(&id);
+        // Local scope keeps foreign servers by id only (for the server_id_not_seen warning),
+        // so memory follows the own server whatever the others send.
+        let (folded, clients) = if in_scope {
+            let folded = self
+                .rules
+                .fold(report.namespaces)
+                .map_err(|_| Reason::InvalidReport)?;
+            (folded, report.clients)
+        } else {
+            (Folded::default(), None)
+        };
+        let corrected = match self.servers.get(&id).filter(|p| p.adjusted) {
+            Some(previous) => record_drift(&mut self.drift, self.rules.max, previous, &folded),
+            None => false,
+        };
         if corrected {
             self.corrections += 1;
         }
-        if self.scope.includes(&id) {
+        if in_scope {
             self.last_success = Some(wall);
         }
         self.servers.insert(
             id,
             Received {
                 at,
-                clients: report.clients,
+                clients,
                 namespaces: folded.namespaces,
                 folded: folded.folded,
                 adjusted: false,
             },
         );
-        corrected
+        Ok(corrected)
+    }
+
+    /// Whether a new server `id` fits under [`MAX_SERVERS`]. In local scope the own server
+    /// always fits: a foreign server's id makes room for it, or else the oldest other.
+    fn make_room(&mut self, id: &str) -> bool {
+        if self.servers.len() < MAX_SERVERS {
+            return true;
+        }
+        let Scope::Local { server_id } = &self.scope else {
+            return false;
+        };
+        let evict = match self.servers.keys().find(|k| !self.scope.includes(k)) {
+            Some(foreign) if self.scope.includes(id) => Some(foreign.clone()),
+            _ if id == server_id => self
+                .servers
+                .iter()
+                .min_by_key(|(_, r)| r.at)
+                .map(|(k, _)| k.clone()),
+            _ => None,
+        };
+        evict.is_some_and(|k| self.servers.remove(&k).is_some())
     }
 
     /// Forgets reports that can no longer count, so memory follows the live servers, and
@@ -192,6 +221,32 @@ impl SourceInput {
             .iter()
             .filter(move |(_, r)| now.saturating_duration_since(r.at) <= stale_after)
     }
+}
+
+/// Compares event-moved counts with the full report that replaces them, recording the
+/// drift per namespace (at most `max` namespaces); returns whether they disagreed.
+fn record_drift(
+    drift: &mut BTreeMap<String, u64>,
+    max: usize,
+    previous: &Received,
+    folded: &Folded,
+) -> bool {
+    let names: HashSet<&String> = previous
+        .namespaces
+        .keys()
+        .chain(folded.namespaces.keys())
+        .collect();
+    let mut corrected = false;
+    for name in names {
+        let moved = previous.namespaces.get(name).copied().unwrap_or(0);
+        let truth = folded.namespaces.get(name).copied().unwrap_or(0);
+        let difference = moved.abs_diff(truth);
+        corrected |= difference > 0;
+        if drift.contains_key(name) || drift.len() < max {
+            drift.insert(name.clone(), difference);
+        }
+    }
+    corrected
 }
 
 /// All sources' inputs, and the events that cross sources.
@@ -218,9 +273,15 @@ impl Inputs {
                 source.servers.remove(&id);
             }
             Event::Counts(counts) => {
-                return Applied {
-                    corrected: source.take_counts(counts, now, wall),
-                    ..Applied::default()
+                return match source.take_counts(counts, now, wall) {
+                    Ok(corrected) => Applied {
+                        corrected,
+                        ..Applied::default()
+                    },
+                    Err(reason) => Applied {
+                        refused: Some(reason),
+                        ..Applied::default()
+                    },
                 };
             }
             Event::Deltas(deltas) => return self.deltas(index, deltas, now),
@@ -238,19 +299,23 @@ impl Inputs {
             let id = self.sources[index].server_id(delta.server_id);
             let target = self.sources.iter_mut().find_map(|source| {
                 let rules = &source.rules;
+                let in_scope = source.scope.includes(&id);
                 source
                     .servers
                     .get_mut(&id)
-                    .filter(|r| now.saturating_duration_since(r.at) <= stale_after)
+                    .filter(|r| in_scope && now.saturating_duration_since(r.at) <= stale_after)
                     .map(|received| (rules, received))
             });
             let Some((rules, received)) = target else {
                 applied.dropped += 1;
                 continue;
             };
-            let key = rules.event_key(&received.namespaces, &delta.namespace);
+            let Some(key) = rules.event_key(&received.namespaces, &delta.namespace) else {
+                applied.dropped += 1;
+                continue;
+            };
             let count = received.namespaces.entry(key).or_default();
-            *count = count.saturating_add_signed(delta.change);
+            *count = count.saturating_add_signed(delta.change).min(MAX_COUNT);
             received.adjusted = true;
             applied.events += 1;
         }
@@ -304,11 +369,17 @@ pub fn reconcile(environment: &str, inputs: &Inputs, now: Instant) -> Snapshot {
 }
 
 /// The exported counts, summed over the sources' fresh in-scope servers, each server once.
+/// A sum that does not fit exactly is `None` and not exported: unknown, never wrapped.
 #[derive(Default)]
 struct Totals<'a> {
     counted: HashSet<&'a str>,
-    connections: BTreeMap<(&'a str, Option<&'a str>), u64>,
-    clients: BTreeMap<Option<&'a str>, u64>,
+    connections: BTreeMap<(&'a str, Option<&'a str>), Option<u64>>,
+    clients: BTreeMap<Option<&'a str>, Option<u64>>,
+}
+
+fn checked_add<K: Ord>(entry: std::collections::btree_map::Entry<'_, K, Option<u64>>, n: u64) {
+    let sum = entry.or_insert(Some(0));
+    *sum = sum.and_then(|s| s.checked_add(n));
 }
 
 impl<'a> Totals<'a> {
@@ -336,10 +407,10 @@ impl<'a> Totals<'a> {
                 Scope::Local { .. } => None,
             };
             for (namespace, sockets) in &received.namespaces {
-                *self.connections.entry((namespace, label)).or_default() += sockets;
+                checked_add(self.connections.entry((namespace, label)), *sockets);
             }
             if let Some(n) = received.clients {
-                *self.clients.entry(label).or_default() += n;
+                checked_add(self.clients.entry(label), n);
             }
             folded += received.folded;
         }
@@ -349,10 +420,12 @@ impl<'a> Totals<'a> {
     fn connections(&self) -> Vec<Connections> {
         self.connections
             .iter()
-            .map(|(&(namespace, server), &sockets)| Connections {
-                namespace: namespace.to_owned(),
-                server: server.map(str::to_owned),
-                sockets,
+            .filter_map(|(&(namespace, server), &sockets)| {
+                Some(Connections {
+                    namespace: namespace.to_owned(),
+                    server: server.map(str::to_owned),
+                    sockets: sockets?,
+                })
             })
             .collect()
     }
@@ -360,9 +433,11 @@ impl<'a> Totals<'a> {
     fn clients(&self) -> Vec<Clients> {
         self.clients
             .iter()
-            .map(|(&server, &clients)| Clients {
-                server: server.map(str::to_owned),
-                clients,
+            .filter_map(|(&server, &clients)| {
+                Some(Clients {
+                    server: server.map(str::to_owned),
+                    clients: clients?,
+                })
             })
             .collect()
     }

@@ -9,8 +9,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::{Inputs, reconcile};
+use super::{Inputs, MAX_SERVERS, reconcile};
 use crate::config::sync::SyncConfig;
+use crate::log_limit::{ErrorLog, Fields};
 use crate::readiness::Readiness;
 use crate::snapshot::{Health, Snapshot};
 use crate::telemetry::Telemetry;
@@ -39,29 +40,56 @@ pub(crate) async fn run(mut sync: SyncLoop, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(sync.sync.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut publish_at: Option<Instant> = None;
+    let mut logs = Logs::new(sync.inputs.sources.len());
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             Some(update) = sync.updates.recv() => {
-                if sync.apply(update) && publish_at.is_none() {
+                if sync.apply(update, &mut logs) && publish_at.is_none() {
                     publish_at = Some(Instant::now() + EVENT_PUBLISH_DELAY);
                 }
             }
             _ = sleep_until(publish_at.unwrap_or_else(Instant::now)), if publish_at.is_some() => {
                 publish_at = None;
-                sync.publish();
+                sync.publish(&mut logs);
             }
             _ = tick.tick() => {
                 publish_at = None;
-                sync.publish();
+                sync.publish(&mut logs);
             }
         }
     }
 }
 
+/// Per source, what the loop logs: refused reports and "source is down" warnings, each
+/// once and then as rate-limited reminders, so a flapping source stays quiet.
+struct Logs {
+    refused: Vec<ErrorLog<Reason>>,
+    down: Vec<ErrorLog<Reason>>,
+}
+
+impl Logs {
+    fn new(sources: usize) -> Logs {
+        Logs {
+            refused: (0..sources).map(|_| ErrorLog::default()).collect(),
+            down: (0..sources).map(|_| ErrorLog::default()).collect(),
+        }
+    }
+}
+
+/// Why the loop refused a full report, for its log line.
+fn refusal(reason: Reason) -> String {
+    match reason {
+        Reason::TooManyServers => format!(
+            "counts from more than {MAX_SERVERS} servers: the further servers' counts are dropped"
+        ),
+        _ => "a report whose counts do not sum exactly in 64 bits was refused".to_owned(),
+    }
+}
+
 impl SyncLoop {
     /// Applies one update; returns whether it should be published before the next tick.
-    fn apply(&mut self, update: Update) -> bool {
+    fn apply(&mut self, update: Update, logs: &mut Logs) -> bool {
         let source = update.source;
         // Losing data shows at once too: unknown must not linger as a number.
         let withdrawn = matches!(update.event, Event::Down(_) | Event::Forget(_));
@@ -72,12 +100,22 @@ impl SyncLoop {
             for _ in 0..applied.dropped {
                 self.telemetry.source_error(&input.name, Reason::NoReport);
             }
+            if let (Some(reason), Some(log)) = (applied.refused, logs.refused.get_mut(source)) {
+                self.telemetry.source_error(&input.name, reason);
+                let fields = Fields {
+                    source: Some(&input.name),
+                    reason: Some(reason.as_str()),
+                    ..Fields::default()
+                };
+                log.failure(reason, Instant::now())
+                    .log(fields, &refusal(reason));
+            }
         }
         // A correction publishes with its counter, so the two never disagree on a scrape.
         applied.events > 0 || applied.corrected || withdrawn
     }
 
-    fn publish(&mut self) {
+    fn publish(&mut self, logs: &mut Logs) {
         let started = std::time::Instant::now();
         let now = Instant::now();
         let stale_after = self.inputs.stale_after;
@@ -87,15 +125,20 @@ impl SyncLoop {
         let next = reconcile(&self.environment, &self.inputs, now);
         self.telemetry.observe_sync(started.elapsed());
         let previous = self.publish.borrow().clone();
-        log_health_changes(&previous, &next, &self.telemetry);
+        log_health_changes(&previous, &next, &self.telemetry, &mut logs.down);
         self.publish.send_replace(Arc::new(next));
     }
 }
 
 /// Logs the sources whose health changed between two snapshots. Sources count their own
 /// failures; the one fault only reconcile can see, a foreign server id, is counted here.
-fn log_health_changes(previous: &Snapshot, next: &Snapshot, telemetry: &Telemetry) {
-    for status in &next.sources {
+fn log_health_changes(
+    previous: &Snapshot,
+    next: &Snapshot,
+    telemetry: &Telemetry,
+    down: &mut [ErrorLog<Reason>],
+) {
+    for (status, down) in next.sources.iter().zip(down) {
         let before = previous
             .sources
             .iter()
@@ -106,10 +149,21 @@ fn log_health_changes(previous: &Snapshot, next: &Snapshot, telemetry: &Telemetr
         }
         let source = status.name.as_str();
         match &status.health {
-            Health::Up => tracing::info!(source, "source is up: exporting its counts"),
+            Health::Up => {
+                down.recovered();
+                tracing::info!(source, "source is up: exporting its counts")
+            }
             Health::Pending => {}
             Health::Down(reason) => {
-                tracing::warn!(source, %reason, "source is down: its connection series are withdrawn")
+                let fields = Fields {
+                    source: Some(source),
+                    reason: Some(reason.as_str()),
+                    ..Fields::default()
+                };
+                down.failure(*reason, Instant::now()).log(
+                    fields,
+                    &"source is down: its connection series are withdrawn",
+                );
             }
             Health::ForeignServers { own, seen } => {
                 // A change in the seen ids alone is not a new fault.

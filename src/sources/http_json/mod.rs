@@ -9,6 +9,7 @@ use serde_json::Value;
 
 pub(crate) use self::config::{Config, HttpAuth, JsonMapping};
 use super::context::{SourceContext, SourceType};
+use super::format;
 use crate::backoff::Backoff;
 use crate::config::secret::SecretError;
 use crate::update::{Event, Reason, ServerCounts};
@@ -219,12 +220,13 @@ pub(crate) fn map(json: &Value, mapping: &JsonMapping) -> Result<ServerCounts, S
 }
 
 fn count_at(value: &Value, at: &str) -> Result<u64, String> {
-    value.as_u64().ok_or_else(|| {
+    let count = value.as_u64().ok_or_else(|| {
         format!(
             "{at}: expected a non-negative integer count, found {}",
             kind(value)
         )
-    })
+    })?;
+    format::check_count(count).map_err(|e| format!("{at}: {e}"))
 }
 
 fn kind(value: &Value) -> String {
@@ -306,6 +308,11 @@ mod tests {
                 json!({"namespaces": [{"name": "/"}]}),
                 "/namespaces",
                 "/namespaces/0: expected a field \"count\" (count_field)",
+            ),
+            (
+                json!({"namespaces": {"/": 9_007_199_254_740_992_u64}}),
+                "/namespaces",
+                "/namespaces//: 9007199254740992 is larger than 9007199254740991 (2^53 - 1), the largest count carried exactly",
             ),
         ];
         for (json, pointer, expected) in cases {

@@ -110,7 +110,11 @@ impl SourceType for Config {
                 Ok(()) => return,
                 Err(error) => error,
             };
-            let delay = source.backoff.next_delay();
+            let delay = match error {
+                // Retrying soon cannot help, and each login costs the app a bcrypt check.
+                SessionError::Protocol(ProtocolError::OldAdminUi) => BACKOFF_MAX,
+                _ => source.backoff.next_delay(),
+            };
             let url = source.config.url.to_string();
             source
                 .cx
@@ -247,7 +251,7 @@ impl AdminSource {
             .collect();
         self.cx
             .send(Event::Counts(ServerCounts {
-                server_id: Some(stats.server_id),
+                server_id: stats.server_id,
                 clients: stats.clients_count,
                 namespaces,
                 age: Duration::ZERO,

@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::sources::format::check_count;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(super) enum ProtocolError {
     #[error("empty frame")]
@@ -21,6 +23,11 @@ pub(super) enum ProtocolError {
     Open(String),
     #[error("malformed {what}: {detail}")]
     Payload { what: &'static str, detail: String },
+    #[error(
+        "server_stats without per-namespace counts: the app's @socket.io/admin-ui is older \
+         than 0.4.0; upgrade it to 0.4.0 or later (npm install @socket.io/admin-ui@latest)"
+    )]
+    OldAdminUi,
 }
 
 /// An Engine.IO packet, borrowing the frame.
@@ -178,13 +185,22 @@ pub(super) fn parse_event(data: &str) -> Result<(String, Option<&RawValue>), Pro
 }
 
 /// admin-ui's `server_stats` argument, the fields this exporter reads.
-#[derive(Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, PartialEq, Eq)]
 pub(super) struct ServerStats {
-    pub(super) server_id: String,
+    /// `None` when admin-ui sent an empty `serverId`: the exporter's own server.
+    pub(super) server_id: Option<String>,
     /// Absent when the server has no engine (admin-ui omits the key then).
     pub(super) clients_count: Option<u64>,
     pub(super) namespaces: Vec<NamespaceStats>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawServerStats {
+    server_id: String,
+    clients_count: Option<u64>,
+    /// Absent before admin-ui 0.4.0.
+    namespaces: Option<Vec<NamespaceStats>>,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -195,9 +211,24 @@ pub(super) struct NamespaceStats {
 }
 
 pub(super) fn parse_server_stats(json: &RawValue) -> Result<ServerStats, ProtocolError> {
-    serde_json::from_str(json.get()).map_err(|e| ProtocolError::Payload {
+    let payload = |detail: String| ProtocolError::Payload {
         what: "server_stats",
-        detail: e.to_string(),
+        detail,
+    };
+    let raw: RawServerStats =
+        serde_json::from_str(json.get()).map_err(|e| payload(e.to_string()))?;
+    let namespaces = raw.namespaces.ok_or(ProtocolError::OldAdminUi)?;
+    for namespace in &namespaces {
+        check_count(namespace.sockets_count)
+            .map_err(|e| payload(format!("namespace {:?}: {e}", namespace.name)))?;
+    }
+    if let Some(clients) = raw.clients_count {
+        check_count(clients).map_err(|e| payload(format!("clientsCount: {e}")))?;
+    }
+    Ok(ServerStats {
+        server_id: Some(raw.server_id).filter(|id| !id.is_empty()),
+        clients_count: raw.clients_count,
+        namespaces,
     })
 }
 
@@ -246,7 +277,7 @@ mod tests {
         let (name, arg) = parse_event(event.data).unwrap();
         assert_eq!(name, "server_stats");
         let stats = parse_server_stats(arg.unwrap()).unwrap();
-        assert_eq!(stats.server_id, "test-1");
+        assert_eq!(stats.server_id.as_deref(), Some("test-1"));
         assert_eq!(stats.clients_count, Some(4));
         assert_eq!(
             stats.namespaces[1],
@@ -301,5 +332,34 @@ mod tests {
             parse_packet("9").unwrap_err(),
             ProtocolError::SocketType('9')
         );
+    }
+
+    fn stats(json: &str) -> Result<ServerStats, ProtocolError> {
+        parse_server_stats(&serde_json::value::RawValue::from_string(json.into()).unwrap())
+    }
+
+    #[test]
+    fn admin_ui_before_0_4_is_named_with_its_fix() {
+        // admin-ui 0.2/0.3 send clientsCount but no namespaces.
+        let error = stats(r#"{"serverId":"a","clientsCount":3,"pollingClientsCount":0}"#);
+        assert_eq!(error.unwrap_err(), ProtocolError::OldAdminUi);
+        assert!(
+            ProtocolError::OldAdminUi
+                .to_string()
+                .contains("0.4.0 or later")
+        );
+    }
+
+    #[test]
+    fn huge_counts_and_empty_server_ids() {
+        let huge = stats(
+            r#"{"serverId":"a","namespaces":[{"name":"/","socketsCount":18446744073709551615}]}"#,
+        );
+        assert!(
+            matches!(huge, Err(ProtocolError::Payload { .. })),
+            "{huge:?}"
+        );
+        let empty = stats(r#"{"serverId":"","namespaces":[]}"#).unwrap();
+        assert_eq!(empty.server_id, None);
     }
 }
