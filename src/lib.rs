@@ -10,11 +10,14 @@ mod app;
 mod backoff;
 mod cli;
 mod config;
+#[doc(hidden)]
+pub mod fuzz;
 mod log_limit;
 mod metrics;
 mod namespaces;
 mod readiness;
 mod reconcile;
+mod regular_file;
 mod server;
 mod sinks;
 mod snapshot;

@@ -11,6 +11,7 @@ use url::Url;
 use crate::config::problems::At;
 use crate::config::secret::{Credentials, RawSecret, Secret, credentials};
 use crate::config::sync::SyncConfig;
+use crate::regular_file;
 use crate::sources::context::SourceKeys;
 
 const DEFAULT_INTERVAL_SECS: f64 = 5.0;
@@ -126,11 +127,11 @@ impl SourceKeys for Config {
             }
         };
         if let Some(ca) = &raw.ca_file
-            && let Err(e) = std::fs::read(ca)
+            && let Err(e) = regular_file::read(ca, regular_file::MAX_PEM_BYTES)
         {
             at.add(
                 "ca_file",
-                format!("cannot read {}: {}", ca.display(), e.kind()),
+                format!("cannot read {}: {}", ca.display(), e.brief()),
             );
         }
         let mut pointer = |key: &str, value: Option<String>| -> Option<String> {

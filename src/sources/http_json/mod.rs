@@ -102,8 +102,8 @@ pub(crate) fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
         .user_agent(concat!("socketio-exporter/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(3));
     if let Some(ca) = &config.ca_file {
-        let pem =
-            std::fs::read(ca).map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?;
+        let pem = crate::regular_file::read(ca, crate::regular_file::MAX_PEM_BYTES)
+            .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?;
         for certificate in reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?
         {

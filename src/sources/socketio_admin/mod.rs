@@ -7,7 +7,7 @@
 //! before the namespace is accepted, so a refused login could not be told from a slow one.
 
 mod config;
-mod protocol;
+pub(crate) mod protocol;
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use crate::sources::format::check_count;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(super) enum ProtocolError {
+pub(crate) enum ProtocolError {
     #[error("empty frame")]
     Empty,
     #[error("unknown Engine.IO packet type {0:?}")]
@@ -32,7 +32,7 @@ pub(super) enum ProtocolError {
 
 /// An Engine.IO packet, borrowing the frame.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum EnginePacket<'a> {
+pub(crate) enum EnginePacket<'a> {
     Open(Handshake),
     Close,
     Ping,
@@ -44,12 +44,12 @@ pub(super) enum EnginePacket<'a> {
 
 /// What the server says in its open packet that matters to a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Handshake {
+pub(crate) struct Handshake {
     pub(super) ping_interval: Duration,
     pub(super) ping_timeout: Duration,
 }
 
-pub(super) fn parse_engine(frame: &str) -> Result<EnginePacket<'_>, ProtocolError> {
+pub(crate) fn parse_engine(frame: &str) -> Result<EnginePacket<'_>, ProtocolError> {
     let mut chars = frame.chars();
     let kind = chars.next().ok_or(ProtocolError::Empty)?;
     let rest = chars.as_str();
@@ -80,7 +80,7 @@ fn parse_open(json: &str) -> Result<Handshake, ProtocolError> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum PacketType {
+pub(crate) enum PacketType {
     Connect,
     Disconnect,
     Event,
@@ -92,14 +92,14 @@ pub(super) enum PacketType {
 
 /// A Socket.IO packet, borrowing the frame.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Packet<'a> {
-    pub(super) kind: PacketType,
-    pub(super) namespace: &'a str,
+pub(crate) struct Packet<'a> {
+    pub(crate) kind: PacketType,
+    pub(crate) namespace: &'a str,
     /// The JSON payload, possibly empty.
-    pub(super) data: &'a str,
+    pub(crate) data: &'a str,
 }
 
-pub(super) fn parse_packet(message: &str) -> Result<Packet<'_>, ProtocolError> {
+pub(crate) fn parse_packet(message: &str) -> Result<Packet<'_>, ProtocolError> {
     let mut chars = message.chars();
     let kind = match chars.next().ok_or(ProtocolError::Empty)? {
         '0' => PacketType::Connect,
@@ -137,12 +137,12 @@ pub(super) fn parse_packet(message: &str) -> Result<Packet<'_>, ProtocolError> {
 }
 
 /// The CONNECT frame for `namespace` with an auth payload: `40/admin,{...}`.
-pub(super) fn connect_frame(namespace: &str, auth: &serde_json::Value) -> String {
+pub(crate) fn connect_frame(namespace: &str, auth: &serde_json::Value) -> String {
     format!("4{}", with_namespace('0', namespace, &auth.to_string()))
 }
 
 /// The DISCONNECT frame for `namespace`: `41/admin,`.
-pub(super) fn disconnect_frame(namespace: &str) -> String {
+pub(crate) fn disconnect_frame(namespace: &str) -> String {
     format!("4{}", with_namespace('1', namespace, ""))
 }
 
@@ -155,7 +155,7 @@ fn with_namespace(kind: char, namespace: &str, data: &str) -> String {
 }
 
 /// The message of a CONNECT_ERROR payload (`{"message":"invalid credentials"}`).
-pub(super) fn connect_error_message(data: &str) -> String {
+pub(crate) fn connect_error_message(data: &str) -> String {
     #[derive(Deserialize)]
     struct ConnectError {
         message: String,
@@ -167,7 +167,7 @@ pub(super) fn connect_error_message(data: &str) -> String {
 }
 
 /// An EVENT payload: the event name and its first argument, unparsed.
-pub(super) fn parse_event(data: &str) -> Result<(String, Option<&RawValue>), ProtocolError> {
+pub(crate) fn parse_event(data: &str) -> Result<(String, Option<&RawValue>), ProtocolError> {
     let parts: Vec<&RawValue> = serde_json::from_str(data).map_err(|e| ProtocolError::Payload {
         what: "event",
         detail: e.to_string(),
@@ -186,7 +186,7 @@ pub(super) fn parse_event(data: &str) -> Result<(String, Option<&RawValue>), Pro
 
 /// admin-ui's `server_stats` argument, the fields this exporter reads.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct ServerStats {
+pub(crate) struct ServerStats {
     /// `None` when admin-ui sent an empty `serverId`: the exporter's own server.
     pub(super) server_id: Option<String>,
     /// Absent when the server has no engine (admin-ui omits the key then).
@@ -205,12 +205,12 @@ struct RawServerStats {
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct NamespaceStats {
+pub(crate) struct NamespaceStats {
     pub(super) name: String,
     pub(super) sockets_count: u64,
 }
 
-pub(super) fn parse_server_stats(json: &RawValue) -> Result<ServerStats, ProtocolError> {
+pub(crate) fn parse_server_stats(json: &RawValue) -> Result<ServerStats, ProtocolError> {
     let payload = |detail: String| ProtocolError::Payload {
         what: "server_stats",
         detail,
