@@ -36,5 +36,6 @@ pub mod bench {
     pub use crate::reconcile::{Inputs, SourceInput, reconcile};
     pub use crate::sinks::prometheus::render_snapshot;
     pub use crate::sources::Scope;
+    pub use crate::sources::report_file::Scanner as ReportScanner;
     pub use crate::update::{Event, ServerCounts};
 }
