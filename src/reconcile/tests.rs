@@ -405,7 +405,8 @@ async fn prune_forgets_stale_servers() {
         },
         t0,
         EPOCH,
-    );
+    )
+    .unwrap();
     s.take_counts(
         ServerCounts {
             server_id: Some("b".into()),
@@ -415,7 +416,8 @@ async fn prune_forgets_stale_servers() {
         },
         t0 + STALE,
         EPOCH,
-    );
+    )
+    .unwrap();
     s.prune(t0 + STALE + Duration::from_secs(1), STALE);
     assert_eq!(s.servers.keys().collect::<Vec<_>>(), ["b"]);
 }

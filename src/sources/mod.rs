@@ -105,9 +105,10 @@ source_types! {
 }
 
 impl SourceConfig {
-    /// Runs the source until `cx.cancel` fires.
+    /// Runs the source until `cx.cancel` fires, restarted should its task panic.
     pub async fn run(self, cx: SourceContext) {
-        self.kind.run(cx).await
+        let kind = self.kind;
+        context::supervise(cx, kind.type_name(), move |cx| kind.clone().run(cx)).await
     }
 
     /// Lines for `--check-config`'s summary.

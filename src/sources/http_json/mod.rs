@@ -58,8 +58,10 @@ impl SourceType for Config {
         Reason::InvalidJson,
         Reason::InvalidReport,
         Reason::Config,
+        Reason::TooManyServers,
         Reason::StatsTimeout,
         Reason::ServerIdNotSeen,
+        Reason::Internal,
     ];
     async fn run(self, mut cx: SourceContext) {
         let url = self.url.to_string();

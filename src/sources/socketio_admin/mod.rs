@@ -95,8 +95,10 @@ impl SourceType for Config {
         Reason::PingTimeout,
         Reason::Closed,
         Reason::Protocol,
+        Reason::TooManyServers,
         Reason::StatsTimeout,
         Reason::ServerIdNotSeen,
+        Reason::Internal,
     ];
     async fn run(self, cx: SourceContext) {
         let mut source = AdminSource {
