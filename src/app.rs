@@ -53,7 +53,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         telemetry: telemetry.clone(),
         ready: ready.clone(),
     };
-    tasks.spawn(reconcile::run(sync, cancel.clone()));
+    let sync_loop = tasks.spawn(reconcile::run(sync, cancel.clone()));
     let otlp = match &config.otlp {
         Some(otlp) => Some(start_otlp(otlp, &config, snapshot.clone(), &telemetry)?),
         None => None,
@@ -72,9 +72,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     tasks.close();
 
-    signal().await?;
+    // The sync loop ends only when cancelled: if it stops before (a bug), the exporter
+    // exits non-zero so that the orchestrator restarts it, rather than serve a frozen count.
+    let stopped = tokio::select! {
+        result = signal() => {
+            result?;
+            None
+        }
+        ended = sync_loop => Some(ended),
+    };
     shutdown(cancel, tasks, otlp).await;
-    Ok(())
+    match stopped {
+        None => Ok(()),
+        Some(Err(e)) if e.is_panic() => Err(anyhow::anyhow!(
+            "the sync loop panicked ({}); exiting so that the exporter is restarted",
+            crate::sources::panic_message(e.into_panic())
+        )),
+        Some(_) => Err(anyhow::anyhow!("the sync loop stopped unexpectedly")),
+    }
 }
 
 /// The self-metrics: every source's error counters at 0, and the OTLP one when OTLP is on.

@@ -15,9 +15,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::log_limit::{ErrorLog, Fields};
 use crate::readiness::Readiness;
 use crate::sinks::prometheus;
 use crate::snapshot::Snapshot;
@@ -26,6 +28,9 @@ use crate::telemetry::Telemetry;
 
 /// A client gets this long to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections at most; further ones are closed at once, so that a flood of idle or
+/// slow clients cannot grow memory without bound. Prometheus needs one.
+pub(crate) const MAX_CONNECTIONS: usize = 256;
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -47,6 +52,8 @@ pub(crate) async fn serve(
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut over_cap = ErrorLog::<()>::default();
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -60,6 +67,14 @@ pub(crate) async fn serve(
                 }
             },
         };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            let message = format!("{MAX_CONNECTIONS} connections are open: closing a new one");
+            over_cap
+                .failure((), Instant::now())
+                .log(Fields::default(), &message);
+            continue;
+        };
+        over_cap.recovered();
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
@@ -74,6 +89,7 @@ pub(crate) async fn serve(
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, "http connection ended: {e}");
             }
+            drop(permit);
         });
     }
     if tokio::time::timeout(drain, graceful.shutdown())

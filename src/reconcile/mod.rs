@@ -365,6 +365,7 @@ pub fn reconcile(environment: &str, inputs: &Inputs, now: Instant) -> Snapshot {
         clients: totals.clients(),
         sources: statuses,
         drift,
+        expires: now.checked_add(stale_after),
     }
 }
 

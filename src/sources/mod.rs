@@ -24,7 +24,7 @@ use crate::update::Reason;
 
 pub use self::common::Scope;
 use self::common::{COMMON_KEYS, RawCommon};
-pub(crate) use self::context::{Outbox, SourceContext, SourceKeys, SourceType};
+pub(crate) use self::context::{Outbox, SourceContext, SourceKeys, SourceType, panic_message};
 
 /// One configured source.
 #[derive(Debug, Clone)]
