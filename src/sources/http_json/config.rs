@@ -42,6 +42,8 @@ pub(crate) struct RawConfig {
     ca_file: Option<PathBuf>,
     /// The largest body read; 1 MiB by default.
     max_body_bytes: Option<i64>,
+    /// Follow HTTP redirects (at most 3, never from https to http); false by default.
+    follow_redirects: Option<bool>,
     /// JSON pointer to the namespaces; `/namespaces` by default.
     namespaces_pointer: Option<String>,
     /// In an array, the field holding the namespace name; `name` by default.
@@ -63,6 +65,8 @@ pub struct Config {
     /// Extra PEM certificate(s) to trust, for an app with a private CA.
     pub ca_file: Option<PathBuf>,
     pub max_body_bytes: usize,
+    /// Follow redirects (at most 3, never from https to http).
+    pub follow_redirects: bool,
     pub mapping: JsonMapping,
 }
 
@@ -90,18 +94,22 @@ impl SourceKeys for Config {
     const TYPE: &'static str = "http_json";
     type Raw = RawConfig;
 
-    fn validate(raw: RawConfig, _: &SyncConfig, at: &mut At<'_>) -> Config {
+    fn validate(raw: RawConfig, sync: &SyncConfig, at: &mut At<'_>) -> Config {
         let url = endpoint(raw.endpoint, at);
         let interval = at.seconds("interval_secs", raw.interval_secs, DEFAULT_INTERVAL_SECS);
         let timeout = at.seconds("timeout_secs", raw.timeout_secs, DEFAULT_TIMEOUT_SECS);
-        for name in raw.headers.keys() {
-            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                at.add(
-                    "headers",
-                    format!("{name:?} is not a valid HTTP header name"),
-                );
-            }
+        if interval + timeout >= sync.stale_after {
+            at.add(
+                "interval_secs",
+                format!(
+                    "interval_secs + timeout_secs ({}s) must be below sync.stale_after_secs ({}s), \
+                     or the counts go stale between polls",
+                    (interval + timeout).as_secs_f64(),
+                    sync.stale_after.as_secs_f64()
+                ),
+            );
         }
+        check_headers(&raw.headers, at);
         let password = RawSecret {
             inline: raw.password,
             env: raw.password_env,
@@ -167,6 +175,7 @@ impl SourceKeys for Config {
                 DEFAULT_MAX_BODY_BYTES,
                 MAX_MAX_BODY_BYTES,
             ),
+            follow_redirects: raw.follow_redirects.unwrap_or(false),
             mapping,
         }
     }
@@ -195,6 +204,10 @@ fn endpoint(endpoint: Option<String>, at: &mut At<'_>) -> Url {
         return placeholder();
     };
     match Url::parse(&text) {
+        Ok(url) if has_userinfo(&url) => {
+            at.add("endpoint", USERINFO_PROBLEM);
+            placeholder()
+        }
         Ok(url) if matches!(url.scheme(), "http" | "https") => url,
         Ok(url) => {
             at.add(
@@ -206,9 +219,41 @@ fn endpoint(endpoint: Option<String>, at: &mut At<'_>) -> Url {
             );
             placeholder()
         }
+        Err(e) if text.contains('@') => {
+            // It may hold credentials: not echoed.
+            at.add("endpoint", format!("not an absolute URL ({e})"));
+            placeholder()
+        }
         Err(e) => {
             at.add("endpoint", format!("{text:?} is not an absolute URL ({e})"));
             placeholder()
+        }
+    }
+}
+
+const USERINFO_PROBLEM: &str = "credentials in the URL are not supported (the URL is logged): \
+     use username with password_env or password_file, or bearer_token_env or bearer_token_file";
+
+fn has_userinfo(url: &Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
+}
+
+/// Header names and values must be valid HTTP, checked now rather than at every poll.
+fn check_headers(headers: &BTreeMap<String, String>, at: &mut At<'_>) {
+    for (name, value) in headers {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            at.add(
+                "headers",
+                format!("{name:?} is not a valid HTTP header name"),
+            );
+        } else if reqwest::header::HeaderValue::from_str(value).is_err() {
+            // The value may be a secret: not echoed.
+            at.add(
+                "headers",
+                format!(
+                    "the value of {name:?} is not a valid HTTP header value (control characters?)"
+                ),
+            );
         }
     }
 }

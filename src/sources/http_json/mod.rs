@@ -27,6 +27,8 @@ enum PollError {
     Request(reqwest::Error),
     #[error("HTTP status {0}, expected 2xx")]
     Status(reqwest::StatusCode),
+    #[error("HTTP status {0}, a redirect: set follow_redirects = true to follow it")]
+    Redirect(reqwest::StatusCode),
     #[error("body larger than max_body_bytes ({0})")]
     TooLarge(usize),
     #[error("body is not JSON: {0}")]
@@ -41,7 +43,7 @@ impl PollError {
             PollError::Secret(_) => Reason::Config,
             PollError::Timeout(_) => Reason::Timeout,
             PollError::Request(_) => Reason::Connect,
-            PollError::Status(_) => Reason::HttpStatus,
+            PollError::Status(_) | PollError::Redirect(_) => Reason::HttpStatus,
             PollError::TooLarge(_) => Reason::TooLarge,
             PollError::Json(_) => Reason::InvalidJson,
             PollError::Shape(_) => Reason::InvalidReport,
@@ -102,7 +104,7 @@ pub(crate) fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .timeout(config.timeout)
         .user_agent(concat!("socketio-exporter/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::limited(3));
+        .redirect(redirects(config.follow_redirects));
     if let Some(ca) = &config.ca_file {
         let pem = crate::regular_file::read(ca, crate::regular_file::MAX_PEM_BYTES)
             .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?;
@@ -113,6 +115,25 @@ pub(crate) fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
         }
     }
     Ok(builder.build()?)
+}
+
+/// No redirects unless `follow_redirects`; then at most 3, and never from https to http,
+/// which would send the credentials in the clear.
+fn redirects(follow: bool) -> reqwest::redirect::Policy {
+    if !follow {
+        return reqwest::redirect::Policy::none();
+    }
+    reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt.url().scheme() == "http"
+            && attempt.previous().iter().any(|url| url.scheme() == "https");
+        if downgrade {
+            attempt.error("refusing a redirect from https to http")
+        } else if attempt.previous().len() > 3 {
+            attempt.error("more than 3 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 async fn poll(client: &reqwest::Client, config: &Config) -> Result<ServerCounts, PollError> {
@@ -133,6 +154,9 @@ async fn poll(client: &reqwest::Client, config: &Config) -> Result<ServerCounts,
         }
     };
     let mut response = request.send().await.map_err(failed)?;
+    if response.status().is_redirection() {
+        return Err(PollError::Redirect(response.status()));
+    }
     if !response.status().is_success() {
         return Err(PollError::Status(response.status()));
     }
