@@ -12,6 +12,7 @@ mod cli;
 mod cluster;
 mod dashboard;
 mod faults;
+mod hostile;
 mod otlp;
 mod sources;
 mod support;

@@ -231,7 +231,10 @@ fn read_report(
     modified: Option<SystemTime>,
 ) -> Result<ServerCounts, (Reason, String)> {
     let body = regular_file::read(path, MAX_FILE_BYTES).map_err(|e| match e {
-        ReadError::NotAFile(what) => (Reason::NotAFile, format!("{what}, skipped")),
+        ReadError::NotAFile(what) => (
+            Reason::NotAFile,
+            format!("not a regular file but {what}; skipped"),
+        ),
         ReadError::TooLarge(max) => (Reason::TooLarge, format!("larger than {max} bytes")),
         ReadError::Io(e) => (Reason::Missing, format!("cannot read: {e}")),
     })?;

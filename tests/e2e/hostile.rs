@@ -1,0 +1,178 @@
+//! Hostile and broken input (issue 10): never a crash, never a wrapped or false number.
+//! Each repro is named after what broke.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{Exporter, Scrape, config, eventually, post};
+
+const WITHIN: Duration = Duration::from_secs(8);
+
+fn wait_for(exporter: &Exporter, what: &str, check: impl Fn(&Scrape) -> bool) -> Scrape {
+    eventually(WITHIN, || {
+        let scrape = exporter.scrape();
+        if check(&scrape) {
+            Ok(scrape)
+        } else {
+            Err(format!("{what}:\n{}", scrape.text))
+        }
+    })
+}
+
+fn push_exporter(server_id: &str) -> Exporter {
+    Exporter::start(&config(&format!(
+        "[[sources]]\ntype = \"push\"\nserver_id = \"{server_id}\"\n"
+    )))
+}
+
+#[test]
+fn push_with_a_non_ascii_generated_at_gets_a_400_not_a_connection_reset() {
+    let exporter = push_exporter("host");
+    let bad = br#"{"generated_at":"2026-11-26T00:00:00\u20ac\u20ac\u00e9","namespaces":{"/":1}}"#;
+    let raw = "{\"generated_at\":\"2026-11-26T00:00:00€€é\",\"namespaces\":{\"/\":1}}";
+    for body in [&bad[..], raw.as_bytes()] {
+        let (status, answer) = post(&exporter.addr, "/push/report", &[], body);
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.contains("generated_at"), "{answer}");
+    }
+    let (status, _) = post(
+        &exporter.addr,
+        "/push/report",
+        &[],
+        br#"{"namespaces":{"/":3}}"#,
+    );
+    assert_eq!(status, 202, "the source still takes pushes");
+    let scrape = wait_for(&exporter, "pushed", |s| {
+        s.connections().get("/") == Some(&3)
+    });
+    assert_eq!(scrape.errors("push", "invalid_report"), 2.0);
+}
+
+#[test]
+fn cluster_workers_reporting_u64_max_never_show_a_false_zero() {
+    let exporter = push_exporter("host");
+    let push = |server: &str, count: &str| {
+        let body = format!(r#"{{"server_id":"{server}","namespaces":{{"/":{count}}}}}"#);
+        post(&exporter.addr, "/push/report", &[], body.as_bytes())
+    };
+    let (status, answer) = push("host#1", "18446744073709551615");
+    assert_eq!(status, 400);
+    assert!(answer.contains("larger than 9007199254740991"), "{answer}");
+    assert_eq!(push("host#2", "1").0, 202);
+    let scrape = wait_for(&exporter, "host#2 alone", |s| {
+        s.connections().get("/") == Some(&1)
+    });
+    assert_eq!(scrape.errors("push", "invalid_report"), 1.0);
+
+    // The largest exact counts of two workers sum exactly.
+    assert_eq!(push("host#1", "9007199254740991").0, 202);
+    assert_eq!(push("host#2", "9007199254740991").0, 202);
+    let scrape = wait_for(&exporter, "exact sum", |s| {
+        s.text.contains("namespace=\"/\"} 18014398509481982\n")
+    });
+    assert!(
+        !scrape.text.contains("namespace=\"/\"} 0\n"),
+        "{}",
+        scrape.text
+    );
+}
+
+#[test]
+fn events_never_create_a_series_for_a_namespace_no_report_holds() {
+    let exporter = push_exporter("host");
+    assert_eq!(
+        post(
+            &exporter.addr,
+            "/push/report",
+            &[],
+            br#"{"namespaces":{"/":1}}"#
+        )
+        .0,
+        202
+    );
+    let events = json!({"server_id": "", "events": [
+        {"type": "connect", "namespace": "/"},
+        {"type": "connect", "namespace": "/never-reported"},
+    ]});
+    let (status, _) = post(
+        &exporter.addr,
+        "/push/events",
+        &[],
+        events.to_string().as_bytes(),
+    );
+    assert_eq!(status, 202);
+    let scrape = wait_for(&exporter, "event moved /", |s| {
+        s.connections().get("/") == Some(&2)
+    });
+    assert_eq!(scrape.connections().len(), 1, "{}", scrape.text);
+    assert_eq!(scrape.errors("push", "no_report"), 1.0);
+}
+
+fn report_file_exporter(path_key: &str, path: &Path) -> Exporter {
+    Exporter::start(&config(&format!(
+        "[[sources]]\ntype = \"report_file\"\nserver_id = \"host\"\n{path_key} = \"{}\"\n",
+        path.display()
+    )))
+}
+
+#[test]
+fn report_file_with_a_non_ascii_generated_at_does_not_kill_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.json");
+    std::fs::write(
+        &file,
+        "{\"generated_at\":\"2026-11-26T00:00:00€€é\",\"namespaces\":{\"/\":1}}",
+    )
+    .unwrap();
+    let exporter = report_file_exporter("path", &file);
+    wait_for(&exporter, "refused", |s| {
+        s.errors("report_file", "invalid_report") >= 1.0
+    });
+    std::fs::write(&file, r#"{"namespaces":{"/":4}}"#).unwrap();
+    let scrape = wait_for(&exporter, "fixed file read", |s| {
+        s.connections().get("/") == Some(&4)
+    });
+    assert_eq!(scrape.source_up("report_file"), Some(1.0));
+    assert_eq!(scrape.errors("report_file", "internal"), 0.0);
+}
+
+#[test]
+fn report_file_skips_a_symlink_to_dev_zero_and_a_fifo_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.json")).unwrap();
+    let fifo = dir.path().join("fifo.json");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(dir.path().join("host.json"), r#"{"namespaces":{"/":2}}"#).unwrap();
+    let exporter = report_file_exporter("directory", dir.path());
+    let scrape = wait_for(&exporter, "good file read, others skipped", |s| {
+        s.connections().get("/") == Some(&2) && s.errors("report_file", "not_a_file") >= 2.0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let later = exporter.scrape();
+    assert_eq!(
+        later.errors("report_file", "not_a_file"),
+        2.0,
+        "counted once each"
+    );
+    assert_eq!(scrape.source_up("report_file"), Some(1.0));
+    let logs = exporter.logs();
+    let skipped: Vec<_> = logs
+        .iter()
+        .filter(|e| e["reason"] == "not_a_file")
+        .collect();
+    assert_eq!(
+        skipped.len(),
+        1,
+        "one log line, the repeat is quiet: {skipped:?}"
+    );
+    let message = skipped[0]["message"].as_str().unwrap();
+    assert!(message.contains("not a regular file but a"), "{message}");
+}
