@@ -112,36 +112,54 @@ impl NamespaceRules {
     /// total stays exact. A name longer than [`MAX_NAME_BYTES`] is summed there too. Sums
     /// are checked: a report whose counts cannot be summed exactly is refused.
     pub fn fold(&self, report: Vec<(String, u64)>) -> Result<Folded, Unsummable> {
-        let mut namespaces: BTreeMap<String, u64> = BTreeMap::new();
         let mut too_long = 0;
-        for (name, count) in report {
-            let name = if name.len() > MAX_NAME_BYTES {
-                too_long += 1;
-                OVERFLOW_NAMESPACE.to_owned()
-            } else {
-                match self.group(&name) {
-                    Cow::Borrowed(_) => name,
-                    Cow::Owned(grouped) => grouped,
-                }
-            };
+        // In place, without a map of every name: a report can hold 100 000 of them.
+        let mut named: Vec<(String, u64)> = report
+            .into_iter()
+            .map(|(name, count)| (self.export_name(name, &mut too_long), count))
+            .collect();
+        named.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        let mut unsummable = false;
+        named.dedup_by(|(name, count), (kept, sum)| {
+            let same = name == kept;
+            if same {
+                unsummable |= add(sum, *count).is_err();
+            }
+            same
+        });
+        if unsummable {
+            return Err(Unsummable);
+        }
+        let mut folded = too_long;
+        if named.len() > self.max {
+            let keep = self.max.saturating_sub(1);
+            // The largest keep their own series, ties by name.
+            named.select_nth_unstable_by(keep, |(a, x), (b, y)| y.cmp(x).then_with(|| a.cmp(b)));
+            folded += named.len() - keep;
+            let mut other = 0;
+            for (_, count) in named.drain(keep..) {
+                add(&mut other, count)?;
+            }
+            named.push((OVERFLOW_NAMESPACE.to_owned(), other));
+        }
+        let mut namespaces = BTreeMap::new();
+        for (name, count) in named {
             add(namespaces.entry(name).or_default(), count)?;
         }
-        if namespaces.len() <= self.max {
-            return Ok(Folded {
-                namespaces,
-                folded: too_long,
-            });
-        }
-        let mut ranked: Vec<(String, u64)> = namespaces.into_iter().collect();
-        ranked.sort_by(|(a, x), (b, y)| y.cmp(x).then_with(|| a.cmp(b)));
-        let overflow = ranked.split_off(self.max.saturating_sub(1));
-        let folded = overflow.len() + too_long;
-        let mut namespaces: BTreeMap<String, u64> = ranked.into_iter().collect();
-        let other = namespaces.entry(OVERFLOW_NAMESPACE.to_owned()).or_default();
-        for (_, count) in overflow {
-            add(other, count)?;
-        }
         Ok(Folded { namespaces, folded })
+    }
+
+    /// The name a namespace is exported under: its group's, or the overflow value for a
+    /// name longer than [`MAX_NAME_BYTES`] (counted in `too_long`).
+    fn export_name(&self, name: String, too_long: &mut usize) -> String {
+        if name.len() > MAX_NAME_BYTES {
+            *too_long += 1;
+            return OVERFLOW_NAMESPACE.to_owned();
+        }
+        match self.group(&name) {
+            Cow::Borrowed(_) => name,
+            Cow::Owned(grouped) => grouped,
+        }
     }
 
     /// The key a connection event for `name` moves in `namespaces`: its group, or the

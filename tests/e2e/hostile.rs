@@ -2,11 +2,18 @@
 //! Each repro is named after what broke.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
 use std::time::Duration;
 
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{Exporter, Scrape, config, eventually, post};
+use crate::support::fake_server::{FakeServer, Socket, open_packet, stats_frame};
+use crate::support::{Exporter, Scrape, admin_config, config, eventually, post};
+
+const SOURCE: &str = "socketio_admin";
 
 const WITHIN: Duration = Duration::from_secs(8);
 
@@ -175,4 +182,95 @@ fn report_file_skips_a_symlink_to_dev_zero_and_a_fifo_without_blocking() {
     );
     let message = skipped[0]["message"].as_str().unwrap();
     assert!(message.contains("not a regular file but a"), "{message}");
+}
+
+/// The exporter's peak resident memory so far (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The hostile app: 100 000 namespaces, a 1 MiB namespace name, the stats of 10 000
+/// servers per second, then a frame one byte over the 16 MiB cap. The scripted server
+/// sends what a real app could only be bent into sending.
+fn hostile_script(ws: &mut Socket, first: bool) {
+    let send = |ws: &mut Socket, frame: String| ws.send(Message::text(frame)).is_ok();
+    if !first {
+        // After the oversized frame, the exporter reconnects to a well-behaved app.
+        for _ in 0..40 {
+            if !send(ws, stats_frame("fake", &[("/", 5)])) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+        return;
+    }
+    let many: Vec<(String, u64)> = (0..100_000).map(|i| (format!("/tenant-{i}"), 1)).collect();
+    let many: Vec<(&str, u64)> = many.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    let huge_name = format!("/{}", "x".repeat(1 << 20));
+    if !send(ws, stats_frame("fake", &many))
+        || !send(ws, stats_frame("fake", &[(&huge_name, 1), ("/", 1)]))
+    {
+        return;
+    }
+    for second in 0..4 {
+        let started = std::time::Instant::now();
+        for i in 0..10_000 {
+            let frame = stats_frame(&format!("other-{second}-{i}"), &[("/", 1)]);
+            if ws.write(Message::text(frame)).is_err() {
+                return;
+            }
+        }
+        if ws.flush().is_err() {
+            return;
+        }
+        thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
+    }
+    // Exactly one byte over the exporter's 16 MiB message cap.
+    let filler = (16 << 20) + 1 - r#"42/admin,["x",""]"#.len();
+    let over_cap = format!(r#"42/admin,["x","{}"]"#, "y".repeat(filler));
+    assert_eq!(over_cap.len(), (16 << 20) + 1);
+    let _ = send(ws, over_cap);
+    thread::sleep(Duration::from_secs(2));
+}
+
+#[test]
+fn a_hostile_app_cannot_grow_memory_past_32_mib_and_metrics_keep_answering() {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let seen = connections.clone();
+    let server = FakeServer::start(&open_packet(25_000, 20_000), move |ws| {
+        hostile_script(ws, seen.fetch_add(1, Ordering::SeqCst) == 0);
+    });
+    let exporter = Exporter::start(&admin_config(&server.url(), "server_id = \"fake\""));
+    let mut latencies = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut recovered = None;
+    while std::time::Instant::now() < deadline {
+        let started = std::time::Instant::now();
+        let scrape = exporter.scrape();
+        latencies.push(started.elapsed());
+        if connections.load(Ordering::SeqCst) >= 2 && scrape.connections().get("/") == Some(&5) {
+            recovered = Some(scrape);
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let peak = peak_rss_kib(exporter.pid());
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    let max = latencies[latencies.len() - 1];
+    println!(
+        "hostile app: peak RSS {:.1} MiB; /metrics answered {} scrapes, median {median:?}, max {max:?}",
+        peak as f64 / 1024.0,
+        latencies.len()
+    );
+    let scrape =
+        recovered.expect("the exporter reconnected after the oversized frame and exports again");
+    assert!(peak <= 32 * 1024, "peak RSS {peak} KiB");
+    assert!(scrape.errors(SOURCE, "closed") + scrape.errors(SOURCE, "protocol") >= 1.0);
+    assert!(
+        scrape.text.lines().all(|l| l.len() < 4096),
+        "no 1 MiB label value is exported"
+    );
 }

@@ -363,6 +363,11 @@ impl Exporter {
             .collect()
     }
 
+    /// The exporter's process id, e.g. to read its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
