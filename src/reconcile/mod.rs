@@ -14,6 +14,8 @@
 //!   the difference is a correction, counted and exported as drift.
 
 mod health;
+#[cfg(test)]
+mod properties;
 mod sync_loop;
 #[cfg(test)]
 mod tests;
