@@ -274,3 +274,36 @@ fn a_hostile_app_cannot_grow_memory_past_32_mib_and_metrics_keep_answering() {
         "no 1 MiB label value is exported"
     );
 }
+
+#[test]
+fn admin_ui_before_0_4_is_named_once_and_retried_slowly() {
+    // admin-ui < 0.4.0 sends server_stats without per-namespace counts. Each retry costs
+    // the app a bcrypt check, so the exporter says what to fix once and retries slowly.
+    let server = FakeServer::start(&open_packet(25_000, 20_000), |ws| {
+        let old = r#"42/admin,["server_stats",{"serverId":"fake","clientsCount":3,"pollingClientsCount":0}]"#;
+        for _ in 0..20 {
+            if ws.send(Message::text(old)).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+    });
+    let exporter = Exporter::start(&admin_config(&server.url(), "server_id = \"fake\""));
+    wait_for(&exporter, "protocol error", |s| s.errors(SOURCE, "protocol") >= 1.0);
+    thread::sleep(Duration::from_secs(6));
+    let scrape = exporter.scrape();
+    assert_eq!(scrape.source_up(SOURCE), Some(0.0));
+    assert!(scrape.series("websocket_connections").is_empty(), "{}", scrape.text);
+    assert_eq!(server.connects.lock().unwrap().len(), 1, "no retry within 6 s");
+    let logs = exporter.logs();
+    let named: Vec<_> = logs
+        .iter()
+        .filter(|e| e["message"].as_str().is_some_and(|m| m.contains("0.4.0 or later")))
+        .collect();
+    assert_eq!(named.len(), 1, "{logs:#?}");
+    let down = logs
+        .iter()
+        .filter(|e| e["message"].as_str().is_some_and(|m| m.starts_with("source is down")))
+        .count();
+    assert!(down <= 1, "{logs:#?}");
+}
