@@ -16,8 +16,11 @@ use crate::sources::http_json::{self, JsonMapping};
 use crate::sources::socketio_admin::protocol::{self, EnginePacket};
 use crate::update::Event;
 
+/// A fuzz entry point.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets by name: the folder of their corpus under `fuzz/corpus/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("socketio_frame", socketio_frame),
     ("report_json", report_json),
     ("http_json_mapping", http_json_mapping),

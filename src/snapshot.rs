@@ -90,7 +90,7 @@ impl Snapshot {
     /// The snapshot as it may be exported at `now`: past [`Snapshot::expires`] its counts
     /// are unknown, so it has no connection or client series and every source is down.
     pub fn as_of(self: &Arc<Snapshot>, now: Instant) -> Arc<Snapshot> {
-        if !self.expires.is_some_and(|at| now > at) {
+        if self.expires.is_none_or(|at| now <= at) {
             return self.clone();
         }
         let mut expired = Snapshot {

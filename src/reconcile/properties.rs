@@ -41,8 +41,10 @@ fn namespace() -> impl Strategy<Value = String> {
     ]
 }
 
-/// One report per server: (server, age in seconds, namespaces).
-fn reports() -> impl Strategy<Value = Vec<(usize, u64, Vec<(String, u64)>)>> {
+/// A report: (index in [`SERVERS`], age in seconds, namespaces).
+type Report = (usize, u64, Vec<(String, u64)>);
+
+fn reports() -> impl Strategy<Value = Vec<Report>> {
     prop::collection::vec(
         (
             0..SERVERS.len(),
@@ -70,7 +72,7 @@ fn reference(rules: &NamespaceRules, report: &[(String, u64)]) -> BTreeMap<Strin
     kept
 }
 
-fn apply(max: usize, reports: &[(usize, u64, Vec<(String, u64)>)], now: Instant) -> Inputs {
+fn apply(max: usize, reports: &[Report], now: Instant) -> Inputs {
     let scope = Scope::Local {
         server_id: "host".into(),
     };
@@ -131,14 +133,14 @@ proptest! {
         let snapshot = reconcile("p", &inputs, now);
         // The latest report per server wins (all arrive at `now`; an older one never
         // replaces a newer one).
-        let mut latest: BTreeMap<usize, (u64, &Vec<(String, u64)>)> = BTreeMap::new();
-        for (server, age, namespaces) in &reports {
-            if latest.get(server).is_none_or(|(a, _)| age <= a) {
-                latest.insert(*server, (*age, namespaces));
+        let mut latest: BTreeMap<usize, &Report> = BTreeMap::new();
+        for report in &reports {
+            if latest.get(&report.0).is_none_or(|(_, a, _)| report.1 <= *a) {
+                latest.insert(report.0, report);
             }
         }
         let mut expected: BTreeMap<String, u128> = BTreeMap::new();
-        for (server, (age, namespaces)) in &latest {
+        for (server, age, namespaces) in latest.values() {
             if SERVERS[*server] != "other" && Duration::from_secs(*age) <= STALE {
                 for (name, sum) in reference(&inputs.sources[0].rules, namespaces) {
                     *expected.entry(name).or_default() += sum;

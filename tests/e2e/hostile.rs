@@ -289,21 +289,39 @@ fn admin_ui_before_0_4_is_named_once_and_retried_slowly() {
         }
     });
     let exporter = Exporter::start(&admin_config(&server.url(), "server_id = \"fake\""));
-    wait_for(&exporter, "protocol error", |s| s.errors(SOURCE, "protocol") >= 1.0);
+    wait_for(&exporter, "protocol error", |s| {
+        s.errors(SOURCE, "protocol") >= 1.0
+    });
     thread::sleep(Duration::from_secs(6));
     let scrape = exporter.scrape();
     assert_eq!(scrape.source_up(SOURCE), Some(0.0));
-    assert!(scrape.series("websocket_connections").is_empty(), "{}", scrape.text);
-    assert_eq!(server.connects.lock().unwrap().len(), 1, "no retry within 6 s");
+    assert!(
+        scrape.series("websocket_connections").is_empty(),
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        server.connects.lock().unwrap().len(),
+        1,
+        "no retry within 6 s"
+    );
     let logs = exporter.logs();
     let named: Vec<_> = logs
         .iter()
-        .filter(|e| e["message"].as_str().is_some_and(|m| m.contains("0.4.0 or later")))
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("0.4.0 or later"))
+        })
         .collect();
     assert_eq!(named.len(), 1, "{logs:#?}");
     let down = logs
         .iter()
-        .filter(|e| e["message"].as_str().is_some_and(|m| m.starts_with("source is down")))
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("source is down"))
+        })
         .count();
     assert!(down <= 1, "{logs:#?}");
 }

@@ -106,8 +106,11 @@ impl Config {
 pub struct Token {
     pub secret: Secret,
     /// The value last read, and the file's mtime then.
-    cached: Arc<Mutex<Option<(Option<SystemTime>, Arc<str>)>>>,
+    cached: Arc<Mutex<Option<Cached>>>,
 }
+
+/// A token as read, with the file's mtime then (`None` for a variable or inline token).
+type Cached = (Option<SystemTime>, Arc<str>);
 
 impl Token {
     fn new(secret: Secret) -> Token {
