@@ -94,8 +94,8 @@ impl SourceKeys for Config {
     const TYPE: &'static str = "http_json";
     type Raw = RawConfig;
 
-    fn validate(raw: RawConfig, sync: &SyncConfig, at: &mut At<'_>) -> Config {
-        let url = endpoint(raw.endpoint, at);
+    fn validate(mut raw: RawConfig, sync: &SyncConfig, at: &mut At<'_>) -> Config {
+        let url = endpoint(raw.endpoint.take(), at);
         let interval = at.seconds("interval_secs", raw.interval_secs, DEFAULT_INTERVAL_SECS);
         let timeout = at.seconds("timeout_secs", raw.timeout_secs, DEFAULT_TIMEOUT_SECS);
         if interval + timeout >= sync.stale_after {
@@ -110,30 +110,7 @@ impl SourceKeys for Config {
             );
         }
         check_headers(&raw.headers, at);
-        let password = RawSecret {
-            inline: raw.password,
-            env: raw.password_env,
-            file: raw.password_file,
-        };
-        let basic = credentials(raw.username, password, at);
-        let bearer = RawSecret {
-            inline: raw.bearer_token,
-            env: raw.bearer_token_env,
-            file: raw.bearer_token_file,
-        }
-        .validate("bearer_token", at);
-        let auth = match (basic, bearer) {
-            (None, None) => HttpAuth::None,
-            (Some(basic), None) => HttpAuth::Basic(basic),
-            (None, Some(token)) => HttpAuth::Bearer(token),
-            (Some(_), Some(_)) => {
-                at.add(
-                    "bearer_token",
-                    "set either basic auth (username + password) or a bearer token, not both",
-                );
-                HttpAuth::None
-            }
-        };
+        let auth = auth(&mut raw, at);
         if let Some(ca) = &raw.ca_file
             && let Err(e) = regular_file::read(ca, regular_file::MAX_PEM_BYTES)
         {
@@ -191,6 +168,34 @@ impl SourceKeys for Config {
             "    url: {} every {:?} (timeout {:?})\n    auth: {auth}\n    namespaces at {:?}",
             self.url, self.interval, self.timeout, self.mapping.namespaces_pointer
         );
+    }
+}
+
+/// Basic auth or a bearer token, not both.
+fn auth(raw: &mut RawConfig, at: &mut At<'_>) -> HttpAuth {
+    let password = RawSecret {
+        inline: raw.password.take(),
+        env: raw.password_env.take(),
+        file: raw.password_file.take(),
+    };
+    let basic = credentials(raw.username.take(), password, at);
+    let bearer = RawSecret {
+        inline: raw.bearer_token.take(),
+        env: raw.bearer_token_env.take(),
+        file: raw.bearer_token_file.take(),
+    }
+    .validate("bearer_token", at);
+    match (basic, bearer) {
+        (None, None) => HttpAuth::None,
+        (Some(basic), None) => HttpAuth::Basic(basic),
+        (None, Some(token)) => HttpAuth::Bearer(token),
+        (Some(_), Some(_)) => {
+            at.add(
+                "bearer_token",
+                "set either basic auth (username + password) or a bearer token, not both",
+            );
+            HttpAuth::None
+        }
     }
 }
 
