@@ -11,22 +11,9 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::fake_server::{FakeServer, Socket, open_packet, stats_frame};
-use crate::support::{Exporter, Scrape, admin_config, config, eventually, post};
+use crate::support::{Exporter, admin_config, config, post, wait_for};
 
 const SOURCE: &str = "socketio_admin";
-
-const WITHIN: Duration = Duration::from_secs(8);
-
-fn wait_for(exporter: &Exporter, what: &str, check: impl Fn(&Scrape) -> bool) -> Scrape {
-    eventually(WITHIN, || {
-        let scrape = exporter.scrape();
-        if check(&scrape) {
-            Ok(scrape)
-        } else {
-            Err(format!("{what}:\n{}", scrape.text))
-        }
-    })
-}
 
 fn push_exporter(server_id: &str) -> Exporter {
     Exporter::start(&config(&format!(

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{App, Clients, Exporter, Scrape, WEIRD_NAMESPACE, config, eventually, post};
+use crate::support::{
+    App, Clients, Exporter, Scrape, WEIRD_NAMESPACE, config, eventually, post, wait_for,
+};
 
 const WITHIN: Duration = Duration::from_secs(8);
 
@@ -26,17 +28,6 @@ namespaces_pointer = "/namespaces"
 clients_pointer = "/clientsCount"
 {extra}"#
     ))
-}
-
-fn wait_for(exporter: &Exporter, what: &str, check: impl Fn(&Scrape) -> bool) -> Scrape {
-    eventually(WITHIN, || {
-        let scrape = exporter.scrape();
-        if check(&scrape) {
-            Ok(scrape)
-        } else {
-            Err(format!("{what}:\n{}", scrape.text))
-        }
-    })
 }
 
 #[test]

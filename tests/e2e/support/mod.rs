@@ -50,6 +50,18 @@ pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Result<T, Str
     }
 }
 
+/// Scrapes `exporter` until `check` holds (or panics after 8 s, showing the last scrape).
+pub fn wait_for(exporter: &Exporter, what: &str, check: impl Fn(&Scrape) -> bool) -> Scrape {
+    eventually(Duration::from_secs(8), || {
+        let scrape = exporter.scrape();
+        if check(&scrape) {
+            Ok(scrape)
+        } else {
+            Err(format!("{what}:\n{}", scrape.text))
+        }
+    })
+}
+
 /// Lines a child writes, collected by a thread.
 fn collect_lines(
     stream: impl Read + Send + 'static,
