@@ -121,9 +121,20 @@ impl App {
     }
 
     pub fn start_with(server_id: &str, port: u16, extra: &[&str]) -> App {
+        App::spawn(server_id, port, extra, "socket.io")
+    }
+
+    /// The app on another pinned socket.io, an npm alias in `tests/app/package.json`
+    /// (e.g. `socket.io-v3`).
+    pub fn start_on(server_id: &str, socketio: &str) -> App {
+        App::spawn(server_id, 0, &[], socketio)
+    }
+
+    fn spawn(server_id: &str, port: u16, extra: &[&str], socketio: &str) -> App {
         let namespaces = json!(["/chat", "/notifications", WEIRD_NAMESPACE]).to_string();
         let mut child = Command::new("node")
             .current_dir(app_dir())
+            .env("TEST_APP_SOCKETIO", socketio)
             .arg("server.js")
             .args(["--port", &port.to_string(), "--server-id", server_id])
             .args(["--namespaces", &namespaces])
