@@ -116,6 +116,12 @@ fn http_json_garbage_is_a_clear_error_never_data() {
             "http_status",
             "HTTP status 503 Service Unavailable, expected 2xx",
         ),
+        (
+            "302 Found\r\nLocation: http://127.0.0.1:1/elsewhere",
+            "{}",
+            "http_status",
+            "HTTP status 302 Found, a redirect: set follow_redirects = true to follow it",
+        ),
     ];
     for (status, body, reason, message) in cases {
         let exporter = Exporter::start(&http_json_source(&canned_server(status, body), ""));
