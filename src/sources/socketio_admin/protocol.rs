@@ -49,6 +49,9 @@ pub(crate) struct Handshake {
     pub(super) ping_timeout: Duration,
 }
 
+/// The longest ping interval or timeout taken from a server's open packet.
+const MAX_HEARTBEAT_MS: u64 = 3_600_000;
+
 pub(crate) fn parse_engine(frame: &str) -> Result<EnginePacket<'_>, ProtocolError> {
     let mut chars = frame.chars();
     let kind = chars.next().ok_or(ProtocolError::Empty)?;
@@ -73,9 +76,11 @@ fn parse_open(json: &str) -> Result<Handshake, ProtocolError> {
         ping_timeout: u64,
     }
     let open: Open = serde_json::from_str(json).map_err(|e| ProtocolError::Open(e.to_string()))?;
+    // A server may announce any number; past an hour it only delays noticing a dead one,
+    // and far past it `now + interval` would overflow.
     Ok(Handshake {
-        ping_interval: Duration::from_millis(open.ping_interval),
-        ping_timeout: Duration::from_millis(open.ping_timeout),
+        ping_interval: Duration::from_millis(open.ping_interval.min(MAX_HEARTBEAT_MS)),
+        ping_timeout: Duration::from_millis(open.ping_timeout.min(MAX_HEARTBEAT_MS)),
     })
 }
 
@@ -247,6 +252,15 @@ mod tests {
             })
         );
         assert!(matches!(parse_engine("0{}"), Err(ProtocolError::Open(_))));
+        let absurd = r#"0{"pingInterval":18446744073709551615,"pingTimeout":18446744073709551615}"#;
+        let EnginePacket::Open(handshake) = parse_engine(absurd).unwrap() else {
+            panic!("an open packet")
+        };
+        assert_eq!(
+            handshake.ping_interval,
+            Duration::from_secs(3600),
+            "no overflow later"
+        );
     }
 
     #[test]
