@@ -65,7 +65,7 @@ pub async fn run(config: Config, cli: &Cli) -> anyhow::Result<()> {
         telemetry: telemetry.clone(),
         ready: ready.clone(),
     };
-    tasks.spawn(reconcile::run(sync, cancel.clone()));
+    let sync_loop = tasks.spawn(reconcile::run(sync, cancel.clone()));
     let otlp = reload::start_otlp(&config, snapshot.clone(), &telemetry)?;
     let options = reload::Options {
         path: cli.config.clone(),
@@ -97,12 +97,25 @@ pub async fn run(config: Config, cli: &Cli) -> anyhow::Result<()> {
     listeners.spawn(state, &cancel, &tasks, SHUTDOWN_DEADLINE);
     tasks.close();
 
-    tokio::select! {
-        result = signal() => result?,
-        () = reloader.run() => {}
-    }
+    // The sync loop ends only when cancelled: if it stops before (a bug), the exporter
+    // exits non-zero so that the orchestrator restarts it, rather than serve a frozen count.
+    let stopped = tokio::select! {
+        result = signal() => {
+            result?;
+            None
+        }
+        () = reloader.run() => None,
+        ended = sync_loop => Some(ended),
+    };
     shutdown(cancel, tasks, reloader.into_otlp()).await;
-    Ok(())
+    match stopped {
+        None => Ok(()),
+        Some(Err(e)) if e.is_panic() => Err(anyhow::anyhow!(
+            "the sync loop panicked ({}); exiting so that the exporter is restarted",
+            crate::sources::panic_message(e.into_panic())
+        )),
+        Some(_) => Err(anyhow::anyhow!("the sync loop stopped unexpectedly")),
+    }
 }
 
 /// The push source's own listen address, when it has one.

@@ -11,11 +11,14 @@ mod backoff;
 mod cli;
 mod config;
 mod fs_watch;
+#[doc(hidden)]
+pub mod fuzz;
 mod log_limit;
 mod metrics;
 mod namespaces;
 mod readiness;
 mod reconcile;
+mod regular_file;
 mod reload;
 mod server;
 mod sinks;
@@ -37,5 +40,6 @@ pub mod bench {
     pub use crate::reconcile::{Inputs, SourceInput, reconcile};
     pub use crate::sinks::prometheus::render_snapshot;
     pub use crate::sources::Scope;
+    pub use crate::sources::report_file::Scanner as ReportScanner;
     pub use crate::update::{Event, ServerCounts};
 }

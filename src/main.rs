@@ -1,4 +1,5 @@
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use socketio_exporter::{Cli, Config, LogFormat};
@@ -10,6 +11,7 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
+    quiet_panics();
 
     let mut config = match Config::load_for(&cli.config, cli.listen) {
         Ok(config) => config,
@@ -81,4 +83,18 @@ fn init_logging(cli: &Cli) {
             .with_current_span(false)
             .init(),
     }
+}
+
+/// A panic is a bug: the task it hit is restarted (or, in the sync loop, the process exits
+/// non-zero), and the failure is counted and logged where it is caught. The panic itself is
+/// logged once in full, as a log event rather than raw stderr; repeats go to debug.
+fn quiet_panics() {
+    static PANICKED: AtomicBool = AtomicBool::new(false);
+    std::panic::set_hook(Box::new(|info| {
+        if PANICKED.swap(true, Ordering::Relaxed) {
+            tracing::debug!("panic: {info}");
+        } else {
+            tracing::error!("panic: {info}");
+        }
+    }));
 }

@@ -19,6 +19,22 @@ const DEFAULT_MAX_NAMESPACES: i64 = 1000;
 /// The largest `max_namespaces` accepted: memory grows with it.
 const MAX_MAX_NAMESPACES: i64 = 100_000;
 
+/// Namespace names longer than this are summed into [`OVERFLOW_NAMESPACE`]: a label value
+/// that long is an app bug or an attack, and Socket.IO namespaces are short paths.
+pub(crate) const MAX_NAME_BYTES: usize = 1024;
+
+/// A report whose counts cannot be summed exactly in 64 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the counts of this report do not sum exactly in 64 bits; refusing it rather than wrapping"
+)]
+pub struct Unsummable;
+
+fn add(sum: &mut u64, count: u64) -> Result<(), Unsummable> {
+    *sum = sum.checked_add(count).ok_or(Unsummable)?;
+    Ok(())
+}
+
 /// Cardinality control, applied to every server's counts as they arrive.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamespaceRules {
@@ -100,40 +116,70 @@ impl NamespaceRules {
 
     /// Groups and caps one server's report. Over the cap, the largest namespaces keep their
     /// own series (ties by name) and the rest are summed into [`OVERFLOW_NAMESPACE`], so the
-    /// total stays exact.
-    pub fn fold(&self, report: Vec<(String, u64)>) -> Folded {
-        let mut namespaces: BTreeMap<String, u64> = BTreeMap::new();
-        for (name, count) in report {
-            let name = match self.group(&name) {
-                Cow::Borrowed(_) => name,
-                Cow::Owned(grouped) => grouped,
-            };
-            *namespaces.entry(name).or_default() += count;
+    /// total stays exact. A name longer than [`MAX_NAME_BYTES`] is summed there too. Sums
+    /// are checked: a report whose counts cannot be summed exactly is refused.
+    pub fn fold(&self, report: Vec<(String, u64)>) -> Result<Folded, Unsummable> {
+        let mut too_long = 0;
+        // In place, without a map of every name: a report can hold 100 000 of them.
+        let mut named: Vec<(String, u64)> = report
+            .into_iter()
+            .map(|(name, count)| (self.export_name(name, &mut too_long), count))
+            .collect();
+        named.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        let mut unsummable = false;
+        named.dedup_by(|(name, count), (kept, sum)| {
+            let same = name == kept;
+            if same {
+                unsummable |= add(sum, *count).is_err();
+            }
+            same
+        });
+        if unsummable {
+            return Err(Unsummable);
         }
-        if namespaces.len() <= self.max {
-            return Folded {
-                namespaces,
-                folded: 0,
-            };
+        let mut folded = too_long;
+        if named.len() > self.max {
+            let keep = self.max.saturating_sub(1);
+            // The largest keep their own series, ties by name.
+            named.select_nth_unstable_by(keep, |(a, x), (b, y)| y.cmp(x).then_with(|| a.cmp(b)));
+            folded += named.len() - keep;
+            let mut other = 0;
+            for (_, count) in named.drain(keep..) {
+                add(&mut other, count)?;
+            }
+            named.push((OVERFLOW_NAMESPACE.to_owned(), other));
         }
-        let mut ranked: Vec<(String, u64)> = namespaces.into_iter().collect();
-        ranked.sort_by(|(a, x), (b, y)| y.cmp(x).then_with(|| a.cmp(b)));
-        let overflow = ranked.split_off(self.max - 1);
-        let folded = overflow.len();
-        let mut namespaces: BTreeMap<String, u64> = ranked.into_iter().collect();
-        *namespaces.entry(OVERFLOW_NAMESPACE.to_owned()).or_default() +=
-            overflow.iter().map(|(_, count)| count).sum::<u64>();
-        Folded { namespaces, folded }
+        let mut namespaces = BTreeMap::new();
+        for (name, count) in named {
+            add(namespaces.entry(name).or_default(), count)?;
+        }
+        Ok(Folded { namespaces, folded })
+    }
+
+    /// The name a namespace is exported under: its group's, or the overflow value for a
+    /// name longer than [`MAX_NAME_BYTES`] (counted in `too_long`).
+    fn export_name(&self, name: String, too_long: &mut usize) -> String {
+        if name.len() > MAX_NAME_BYTES {
+            *too_long += 1;
+            return OVERFLOW_NAMESPACE.to_owned();
+        }
+        match self.group(&name) {
+            Cow::Borrowed(_) => name,
+            Cow::Owned(grouped) => grouped,
+        }
     }
 
     /// The key a connection event for `name` moves in `namespaces`: its group, or the
-    /// overflow value when a new name would break the cap.
-    pub fn event_key(&self, namespaces: &BTreeMap<String, u64>, name: &str) -> String {
+    /// overflow value when the report folded names there. `None` when the report holds
+    /// neither: an event never creates a series, since only a report says where it starts.
+    pub fn event_key(&self, namespaces: &BTreeMap<String, u64>, name: &str) -> Option<String> {
         let grouped = self.group(name);
-        if namespaces.contains_key(grouped.as_ref()) || namespaces.len() + 1 < self.max {
-            grouped.into_owned()
+        if namespaces.contains_key(grouped.as_ref()) {
+            Some(grouped.into_owned())
+        } else if namespaces.contains_key(OVERFLOW_NAMESPACE) {
+            Some(OVERFLOW_NAMESPACE.to_owned())
         } else {
-            OVERFLOW_NAMESPACE.to_owned()
+            None
         }
     }
 }
@@ -162,7 +208,9 @@ mod tests {
     #[test]
     fn groups_sum_matching_namespaces() {
         let rules = rules(100, &[(r"^/tenant-\d+$", "/tenant-*")]);
-        let folded = rules.fold(report(&[("/", 1), ("/tenant-1", 2), ("/tenant-22", 3)]));
+        let folded = rules
+            .fold(report(&[("/", 1), ("/tenant-1", 2), ("/tenant-22", 3)]))
+            .unwrap();
         assert_eq!(
             folded.namespaces,
             BTreeMap::from([("/".into(), 1), ("/tenant-*".into(), 5)])
@@ -180,13 +228,15 @@ mod tests {
     #[test]
     fn over_the_cap_the_largest_stay_and_the_rest_sum_into_overflow() {
         let rules = rules(3, &[]);
-        let folded = rules.fold(report(&[
-            ("/a", 1),
-            ("/b", 9),
-            ("/c", 5),
-            ("/d", 1),
-            ("/e", 2),
-        ]));
+        let folded = rules
+            .fold(report(&[
+                ("/a", 1),
+                ("/b", 9),
+                ("/c", 5),
+                ("/d", 1),
+                ("/e", 2),
+            ]))
+            .unwrap();
         assert_eq!(
             folded.namespaces,
             BTreeMap::from([
@@ -207,23 +257,58 @@ mod tests {
     fn ten_thousand_dynamic_namespaces_stay_within_the_cap() {
         let rules = rules(100, &[]);
         let many: Vec<(String, u64)> = (0..10_000).map(|i| (format!("/t-{i}"), 1)).collect();
-        let folded = rules.fold(many);
+        let folded = rules.fold(many).unwrap();
         assert_eq!(folded.namespaces.len(), 100);
         assert_eq!(folded.folded, 9_901);
         assert_eq!(folded.namespaces[OVERFLOW_NAMESPACE], 9_901);
     }
 
     #[test]
-    fn events_for_new_names_overflow_at_the_cap() {
-        let rules = rules(3, &[(r"^/t-\d+$", "/t-*")]);
-        let mut namespaces = BTreeMap::from([("/a".to_owned(), 1)]);
-        assert_eq!(rules.event_key(&namespaces, "/t-5"), "/t-*");
-        namespaces.insert("/t-*".into(), 1);
+    fn sums_that_would_wrap_are_refused() {
+        // Issue 10, repro 2: u64::MAX + 1 used to wrap to a false 0.
+        let grouped = rules(100, &[(r"^/t-\d+$", "/t-*")]);
         assert_eq!(
-            rules.event_key(&namespaces, "/t-6"),
-            "/t-*",
-            "existing group"
+            grouped.fold(report(&[("/t-1", u64::MAX), ("/t-2", 1)])),
+            Err(Unsummable)
         );
-        assert_eq!(rules.event_key(&namespaces, "/new"), OVERFLOW_NAMESPACE);
+        let capped = rules(2, &[]);
+        assert_eq!(
+            capped.fold(report(&[("/a", u64::MAX), ("/b", u64::MAX), ("/c", 1)])),
+            Err(Unsummable)
+        );
+    }
+
+    #[test]
+    fn a_one_mebibyte_namespace_name_is_summed_into_overflow() {
+        let huge = "/".repeat(1 << 20);
+        let folded = rules(100, &[])
+            .fold(report(&[(&huge, 3), ("/", 1)]))
+            .unwrap();
+        assert_eq!(
+            folded.namespaces,
+            BTreeMap::from([("/".into(), 1), (OVERFLOW_NAMESPACE.into(), 3)])
+        );
+        assert_eq!(folded.folded, 1);
+    }
+
+    #[test]
+    fn events_move_only_what_the_report_holds() {
+        let rules = rules(3, &[(r"^/t-\d+$", "/t-*")]);
+        let mut namespaces = BTreeMap::from([("/a".to_owned(), 1), ("/t-*".to_owned(), 1)]);
+        assert_eq!(
+            rules.event_key(&namespaces, "/t-6").as_deref(),
+            Some("/t-*")
+        );
+        assert_eq!(
+            rules.event_key(&namespaces, "/new"),
+            None,
+            "no report holds /new"
+        );
+        namespaces.insert(OVERFLOW_NAMESPACE.into(), 4);
+        assert_eq!(
+            rules.event_key(&namespaces, "/new").as_deref(),
+            Some(OVERFLOW_NAMESPACE),
+            "names the report folded"
+        );
     }
 }

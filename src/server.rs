@@ -18,10 +18,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::log_limit::{ErrorLog, Fields};
 use crate::readiness::Readiness;
 use crate::reload::{PushSlot, ReloadHandle};
 use crate::snapshot::Snapshot;
@@ -33,6 +35,9 @@ use crate::web::{Loaded, Web, tls};
 /// A client gets this long to finish the TLS handshake, and again to send its request
 /// headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections at most; further ones are closed at once, so that a flood of idle or
+/// slow clients cannot grow memory without bound. Prometheus needs one.
+pub(crate) const MAX_CONNECTIONS: usize = 256;
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -73,6 +78,8 @@ async fn serve(
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut over_cap = ErrorLog::<()>::default();
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -86,8 +93,19 @@ async fn serve(
                 }
             },
         };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            let message = format!("{MAX_CONNECTIONS} connections are open: closing a new one");
+            over_cap
+                .failure((), Instant::now())
+                .log(Fields::default(), &message);
+            continue;
+        };
+        over_cap.recovered();
         let connection = connection(stream, peer, state.clone(), routes, graceful.watcher());
-        tokio::spawn(connection);
+        tokio::spawn(async move {
+            connection.await;
+            drop(permit);
+        });
     }
     if tokio::time::timeout(drain, graceful.shutdown())
         .await

@@ -1,6 +1,9 @@
 //! The reconciled state that sinks export: immutable, published whole by the sync loop.
 
+use std::sync::Arc;
 use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use crate::update::Reason;
 
@@ -18,6 +21,9 @@ pub struct Snapshot {
     pub sources: Vec<SourceStatus>,
     /// Per source, server and namespace, the drift the last comparison found.
     pub drift: Vec<Drift>,
+    /// When these counts are older than `stale_after`: a snapshot the sync loop has not
+    /// replaced by then (it is stuck) must not be served as current. `None`: never.
+    pub expires: Option<Instant>,
     /// The Engine.IO layer (per server in cluster scope), sorted by server; only servers
     /// that report it.
     pub engine: Vec<Engine>,
@@ -136,6 +142,26 @@ impl SourceStatus {
                 .unwrap_or_default()
                 .as_secs_f64(),
         )
+    }
+}
+
+impl Snapshot {
+    /// The snapshot as it may be exported at `now`: past [`Snapshot::expires`] its counts
+    /// are unknown, so it has no connection or client series and every source is down.
+    pub fn as_of(self: &Arc<Snapshot>, now: Instant) -> Arc<Snapshot> {
+        if self.expires.is_none_or(|at| now <= at) {
+            return self.clone();
+        }
+        let mut expired = Snapshot {
+            environment: self.environment.clone(),
+            sources: self.sources.clone(),
+            drift: self.drift.clone(),
+            ..Snapshot::default()
+        };
+        for source in &mut expired.sources {
+            source.health = Health::Down(Reason::Internal);
+        }
+        Arc::new(expired)
     }
 }
 

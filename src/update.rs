@@ -7,6 +7,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The largest count accepted: 2^53 − 1, the largest integer JSON (and a float64 sample
+/// value) carries exactly. A report with a larger count is refused, never rounded.
+pub(crate) const MAX_COUNT: u64 = (1 << 53) - 1;
+
 /// What a source tells the sync loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
@@ -158,8 +162,16 @@ pub enum Reason {
     Missing,
     /// A push without the right bearer token.
     Unauthorized,
-    /// Connection events for a server that has no current full count.
+    /// Connection events for a server that has no current full count, or for a namespace
+    /// its full count does not hold.
     NoReport,
+    /// Counts of a server beyond the per-source cap on servers, dropped.
+    TooManyServers,
+    /// A `*.json` entry in a report directory that is not a regular file (a FIFO, a device,
+    /// a directory, a dangling symlink), skipped.
+    NotAFile,
+    /// A bug: the source's task panicked and was restarted.
+    Internal,
 }
 
 impl Reason {
@@ -184,6 +196,9 @@ impl Reason {
             Reason::Missing => "missing",
             Reason::Unauthorized => "unauthorized",
             Reason::NoReport => "no_report",
+            Reason::TooManyServers => "too_many_servers",
+            Reason::NotAFile => "not_a_file",
+            Reason::Internal => "internal",
         }
     }
 }

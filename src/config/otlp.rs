@@ -262,10 +262,10 @@ fn ca_file(raw: &RawOtlp, env: &Vars<'_>, problems: &mut Problems) -> Option<Pat
         Some((path, var)) => (PathBuf::from(path), var.to_owned()),
         None => (raw.ca_file.clone()?, "otlp.ca_file".to_owned()),
     };
-    match std::fs::read(&path) {
+    match crate::regular_file::read(&path, crate::regular_file::MAX_PEM_BYTES) {
         Err(e) => problems.add(
             from,
-            format!("cannot read {}: {}", path.display(), e.kind()),
+            format!("cannot read {}: {}", path.display(), e.brief()),
         ),
         Ok(pem) => {
             if !matches!(reqwest::Certificate::from_pem_bundle(&pem), Ok(c) if !c.is_empty()) {

@@ -5,6 +5,10 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::problems::At;
+use crate::regular_file;
+
+/// A secret file larger than this is not a secret (and not read).
+const MAX_SECRET_BYTES: u64 = 64 << 10;
 
 /// Where a secret comes from. Its value is read when needed and never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -21,12 +25,16 @@ impl Secret {
         match self {
             Secret::Inline(value) => Ok(value.clone()),
             Secret::Env(var) => std::env::var(var).map_err(|_| SecretError::EnvUnset(var.clone())),
-            Secret::File(path) => std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-                .map_err(|e| SecretError::File {
+            Secret::File(path) => {
+                let error = |reason: String| SecretError::File {
                     path: path.clone(),
-                    kind: e.kind(),
-                }),
+                    reason,
+                };
+                let bytes =
+                    regular_file::read(path, MAX_SECRET_BYTES).map_err(|e| error(e.brief()))?;
+                let text = String::from_utf8(bytes).map_err(|_| error("not UTF-8".into()))?;
+                Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+            }
         }
     }
 
@@ -61,11 +69,8 @@ impl fmt::Display for Secret {
 pub enum SecretError {
     #[error("environment variable {0} is not set")]
     EnvUnset(String),
-    #[error("cannot read {}: {kind}", path.display())]
-    File {
-        path: PathBuf,
-        kind: std::io::ErrorKind,
-    },
+    #[error("cannot read {}: {reason}", path.display())]
+    File { path: PathBuf, reason: String },
 }
 
 /// A username and its password, for basic auth or the admin-ui login.

@@ -206,3 +206,36 @@ fn a_push_listener_of_its_own_is_what_the_token_rule_checks() {
         ]
     );
 }
+
+#[test]
+fn hostile_or_careless_source_settings_are_refused_at_load_naming_the_fix() {
+    let found = problems(
+        r#"
+        environment = "test"
+        [[sources]]
+        type = "http_json"
+        name = "json"
+        endpoint = "http://ops:s3cret@127.0.0.1:3000/x"
+        interval_secs = 8
+        timeout_secs = 2
+        headers = { "X-Tenant" = "a\nb" }
+        [[sources]]
+        type = "socketio_admin"
+        endpoint = "http://admin:s3cret@127.0.0.1:3000"
+        [[sources]]
+        type = "push"
+        token = ""
+        "#,
+    );
+    assert_eq!(
+        found,
+        [
+            "sources[0].endpoint: credentials in the URL are not supported (the URL is logged): use username with password_env or password_file, or bearer_token_env or bearer_token_file",
+            "sources[0].interval_secs: interval_secs + timeout_secs (10s) must be below sync.stale_after_secs (10s), or the counts go stale between polls",
+            "sources[0].headers: the value of \"X-Tenant\" is not a valid HTTP header value (control characters?)",
+            "sources[1].endpoint: credentials in the URL are not supported (the URL is logged): use username with password_env or password_file",
+            "sources[2].token: is empty: an empty token would accept any \"Bearer \" header; set a token, or leave the token keys out on a loopback listener",
+        ]
+    );
+    assert!(found.iter().all(|p| !p.contains("s3cret")));
+}

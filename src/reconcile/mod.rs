@@ -22,6 +22,8 @@ mod engine;
 mod health;
 mod layout;
 mod order;
+#[cfg(test)]
+mod properties;
 mod sync_loop;
 #[cfg(test)]
 mod tests;
@@ -35,7 +37,7 @@ use self::engine::EngineTotals;
 pub(crate) use self::layout::Layout;
 use self::order::{Moved, Order, Verdict};
 pub(crate) use self::sync_loop::{SyncLoop, run};
-use crate::namespaces::NamespaceRules;
+use crate::namespaces::{Folded, NamespaceRules};
 use crate::snapshot::{
     Clients, Connections, Drift, Engine, EngineCounters, Health, Snapshot, SourceStatus,
 };
@@ -109,8 +111,11 @@ pub struct Applied {
     pub corrected: bool,
     /// Connection events applied to a current report.
     pub events: usize,
-    /// Connection events for servers without a current report, dropped.
+    /// Connection events for servers without a current report (or for namespaces it does
+    /// not hold), dropped.
     pub dropped: usize,
+    /// A full report was refused, and why.
+    pub refused: Option<Reason>,
 }
 
 impl SourceInput {
@@ -160,14 +165,25 @@ impl SourceInput {
     }
 
     /// Takes a server's full counts; returns whether they corrected event-moved counts.
-    fn take_counts(&mut self, report: ServerCounts, now: Instant, wall: SystemTime) -> bool {
+    fn take_counts(
+        &mut self,
+        report: ServerCounts,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<bool, Reason> {
         if !matches!(self.link, Link::Connected { .. }) {
             self.link = Link::Connected { since: now };
         }
         self.carried_reports = true;
         let id = self.server_id(report.server_id);
         let at = now.checked_sub(report.age).unwrap_or(now);
-        let engine = report.engine.unwrap_or_default();
+        let in_scope = self.scope.includes(&id);
+        // Local scope keeps foreign servers by id only (for the server_id_not_seen warning),
+        // so memory follows the own server whatever the others send.
+        let engine = match report.engine {
+            Some(engine) if in_scope => engine,
+            _ => Default::default(),
+        };
         if let Some(Counted::SincePrevious(events)) = &engine.events {
             // Each message's events are new, whatever the order of the counts.
             self.count_engine(&id, events, at, false);
@@ -177,17 +193,24 @@ impl SourceInput {
             (Some(order), Some(seq)) => order.is_after(seq),
             _ => p.at > at,
         };
-        if previous.is_some_and(older) || (previous.is_none() && self.servers.len() >= MAX_SERVERS)
-        {
-            return false;
+        if previous.is_some_and(older) {
+            return Ok(false);
         }
+        if previous.is_none() && !self.make_room(&id) {
+            return Err(Reason::TooManyServers);
+        }
+        let (folded, clients) = if in_scope {
+            let folded = (self.rules.fold(report.namespaces)).map_err(|_| Reason::InvalidReport)?;
+            (folded, report.clients)
+        } else {
+            (Folded::default(), None)
+        };
         if let Some(Counted::SinceStart(totals)) = &engine.events {
             self.count_engine(&id, totals, at, true);
         }
-        let folded = self.rules.fold(report.namespaces);
         let mut received = Received {
             at,
-            clients: report.clients,
+            clients,
             polling_clients: engine.polling_clients,
             namespaces: folded.namespaces,
             folded: folded.folded,
@@ -206,11 +229,32 @@ impl SourceInput {
             received.verdict = received.follow(previous, report.seq, now);
         }
         corrected |= self.judge_if_due(&id, &mut received, now);
-        if self.scope.includes(&id) {
+        if in_scope {
             self.last_success = Some(wall);
         }
         self.servers.insert(id, received);
-        corrected
+        Ok(corrected)
+    }
+
+    /// Whether a new server `id` fits under [`MAX_SERVERS`]. In local scope the own server
+    /// always fits: a foreign server's id makes room for it, or else the oldest other.
+    fn make_room(&mut self, id: &str) -> bool {
+        if self.servers.len() < MAX_SERVERS {
+            return true;
+        }
+        let Scope::Local { server_id } = &self.scope else {
+            return false;
+        };
+        let evict = match self.servers.keys().find(|k| !self.scope.includes(k)) {
+            Some(foreign) if self.scope.includes(id) => Some(foreign.clone()),
+            _ if id == server_id => self
+                .servers
+                .iter()
+                .min_by_key(|(_, r)| r.at)
+                .map(|(k, _)| k.clone()),
+            _ => None,
+        };
+        evict.is_some_and(|k| self.servers.remove(&k).is_some())
     }
 
     /// Adds a message's events to server `id`'s counters, or with `since_start` takes them
@@ -324,9 +368,15 @@ impl Inputs {
                 source.engine.remove(&id);
             }
             Event::Counts(counts) => {
-                return Applied {
-                    corrected: source.take_counts(counts, now, wall),
-                    ..Applied::default()
+                return match source.take_counts(counts, now, wall) {
+                    Ok(corrected) => Applied {
+                        corrected,
+                        ..Applied::default()
+                    },
+                    Err(reason) => Applied {
+                        refused: Some(reason),
+                        ..Applied::default()
+                    },
                 };
             }
             Event::Deltas(deltas) => return self.deltas(index, deltas, now),
@@ -372,14 +422,35 @@ impl SourceInput {
             .servers
             .get(id)
             .is_some_and(|r| now.saturating_duration_since(r.at) <= stale_after);
-        let Some(mut received) = current.then(|| self.servers.remove(id)).flatten() else {
+        if !current || !self.scope.includes(id) {
+            return (None, false);
+        }
+        let Some(key) = self.event_key(id, delta) else {
             return (None, false);
         };
-        let key = self.rules.event_key(&received.namespaces, &delta.namespace);
+        let Some(mut received) = self.servers.remove(id) else {
+            return (None, false);
+        };
         let moved = received.event(key, delta.change, delta.seq.as_ref(), now);
         let corrected = self.judge_if_due(id, &mut received, now);
         self.servers.insert(id.to_owned(), received);
         (Some(moved), corrected)
+    }
+
+    /// The namespace an event for server `id` moves. An unordered event moves only a
+    /// namespace its server's report holds (or the overflow value): without one, nothing
+    /// says where the count starts. An ordered event may also start a namespace the report
+    /// did not hold, within the cap: the report states the last event it includes, so the
+    /// namespace started at 0 there.
+    fn event_key(&self, id: &str, delta: &Delta) -> Option<String> {
+        let namespaces = &self.servers.get(id)?.namespaces;
+        match self.rules.event_key(namespaces, &delta.namespace) {
+            Some(key) => Some(key),
+            None if delta.seq.is_some() && namespaces.len() < self.rules.max => {
+                Some(self.rules.group(&delta.namespace).into_owned())
+            }
+            None => None,
+        }
     }
 }
 
@@ -426,15 +497,17 @@ pub fn reconcile(environment: &str, inputs: &Inputs, now: Instant) -> Snapshot {
         sources: statuses,
         drift,
         engine: totals.engine(),
+        expires: now.checked_add(stale_after),
     }
 }
 
 /// The exported counts, summed over the sources' fresh in-scope servers, each server once.
 #[derive(Default)]
+/// A sum that does not fit exactly is `None` and not exported: unknown, never wrapped.
 struct Totals<'a> {
     counted: HashSet<&'a str>,
-    connections: BTreeMap<(&'a str, Option<&'a str>), u64>,
-    clients: BTreeMap<Option<&'a str>, u64>,
+    connections: BTreeMap<(&'a str, Option<&'a str>), Option<u64>>,
+    clients: BTreeMap<Option<&'a str>, Option<u64>>,
     engine: BTreeMap<Option<&'a str>, (Option<u64>, Option<EngineCounters>)>,
 }
 
@@ -463,10 +536,10 @@ impl<'a> Totals<'a> {
                 Scope::Local { .. } => None,
             };
             for (namespace, sockets) in &received.namespaces {
-                *self.connections.entry((namespace, label)).or_default() += sockets;
+                checked_add(self.connections.entry((namespace, label)), *sockets);
             }
             if let Some(n) = received.clients {
-                *self.clients.entry(label).or_default() += n;
+                checked_add(self.clients.entry(label), n);
             }
             self.add_engine(label, received.polling_clients, source.engine.get(id));
             folded += received.folded;
@@ -509,10 +582,12 @@ impl<'a> Totals<'a> {
     fn connections(&self) -> Vec<Connections> {
         self.connections
             .iter()
-            .map(|(&(namespace, server), &sockets)| Connections {
-                namespace: namespace.to_owned(),
-                server: server.map(str::to_owned),
-                sockets,
+            .filter_map(|(&(namespace, server), &sockets)| {
+                Some(Connections {
+                    namespace: namespace.to_owned(),
+                    server: server.map(str::to_owned),
+                    sockets: sockets?,
+                })
             })
             .collect()
     }
@@ -520,10 +595,17 @@ impl<'a> Totals<'a> {
     fn clients(&self) -> Vec<Clients> {
         self.clients
             .iter()
-            .map(|(&server, &clients)| Clients {
-                server: server.map(str::to_owned),
-                clients,
+            .filter_map(|(&server, &clients)| {
+                Some(Clients {
+                    server: server.map(str::to_owned),
+                    clients: clients?,
+                })
             })
             .collect()
     }
+}
+
+fn checked_add<K: Ord>(entry: std::collections::btree_map::Entry<'_, K, Option<u64>>, n: u64) {
+    let sum = entry.or_insert(Some(0));
+    *sum = sum.and_then(|s| s.checked_add(n));
 }

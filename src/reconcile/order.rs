@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::time::{Duration, Instant};
 
 use super::Received;
-use crate::update::Seq;
+use crate::update::{MAX_COUNT, Seq};
 
 /// How long an event ahead of a gap, or a report's comparison, waits for the events it
 /// is missing. Past it they are lost, and the counts (and the drift) say so.
@@ -120,13 +120,10 @@ pub(super) enum Moved {
     OtherBoot,
 }
 
+/// Moves one count, within the exact range of a report's counts.
 fn apply(namespaces: &mut BTreeMap<String, u64>, key: &str, change: i64) {
-    match namespaces.get_mut(key) {
-        Some(count) => *count = count.saturating_add_signed(change),
-        None => {
-            namespaces.insert(key.to_owned(), 0u64.saturating_add_signed(change));
-        }
-    }
+    let count = namespaces.entry(key.to_owned()).or_default();
+    *count = count.saturating_add_signed(change).min(MAX_COUNT);
 }
 
 /// `moved - truth` per namespace, over both.

@@ -2,6 +2,7 @@
 //! and publishes a new snapshot; new counts, connection events, corrections and lost
 //! sources are published within milliseconds. Logs each change of a source's health once.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -10,8 +11,9 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::layout::{Layout, relayout};
-use super::{Inputs, reconcile};
+use super::{Inputs, MAX_SERVERS, reconcile};
 use crate::config::sync::SyncConfig;
+use crate::log_limit::{ErrorLog, Fields};
 use crate::readiness::Readiness;
 use crate::snapshot::{Health, Snapshot};
 use crate::telemetry::Telemetry;
@@ -43,6 +45,7 @@ pub(crate) async fn run(mut sync: SyncLoop, cancel: CancellationToken) {
     let _ready = sync.ready.while_alive();
     let mut tick = ticks(sync.sync.interval);
     let mut publish_at: Option<Instant> = None;
+    let mut logs = Logs::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -52,22 +55,23 @@ pub(crate) async fn run(mut sync: SyncLoop, cancel: CancellationToken) {
                 if sync.sync.interval != period {
                     tick = ticks(sync.sync.interval);
                 }
+                logs.keep(&sync.inputs);
                 publish_at = None;
-                sync.publish();
+                sync.publish(&mut logs);
                 let _ = taken.send(());
             }
             Some(update) = sync.updates.recv() => {
-                if sync.apply(update) && publish_at.is_none() {
+                if sync.apply(update, &mut logs) && publish_at.is_none() {
                     publish_at = Some(Instant::now() + EVENT_PUBLISH_DELAY);
                 }
             }
             _ = sleep_until(publish_at.unwrap_or_else(Instant::now)), if publish_at.is_some() => {
                 publish_at = None;
-                sync.publish();
+                sync.publish(&mut logs);
             }
             _ = tick.tick() => {
                 publish_at = None;
-                sync.publish();
+                sync.publish(&mut logs);
             }
         }
     }
@@ -79,9 +83,36 @@ fn ticks(period: Duration) -> tokio::time::Interval {
     tick
 }
 
+/// Per source name, what the loop logs: refused reports and "source is down" warnings,
+/// each once and then as rate-limited reminders, so a flapping source stays quiet.
+#[derive(Default)]
+struct Logs {
+    refused: BTreeMap<String, ErrorLog<Reason>>,
+    down: BTreeMap<String, ErrorLog<Reason>>,
+}
+
+impl Logs {
+    /// Forgets the sources a reload removed.
+    fn keep(&mut self, inputs: &Inputs) {
+        let configured = |name: &String| inputs.sources.iter().any(|s| &s.name == name);
+        self.refused.retain(|name, _| configured(name));
+        self.down.retain(|name, _| configured(name));
+    }
+}
+
+/// Why the loop refused a full report, for its log line.
+fn refusal(reason: Reason) -> String {
+    match reason {
+        Reason::TooManyServers => format!(
+            "counts from more than {MAX_SERVERS} servers: the further servers' counts are dropped"
+        ),
+        _ => "a report whose counts do not sum exactly in 64 bits was refused".to_owned(),
+    }
+}
+
 impl SyncLoop {
     /// Applies one update; returns whether it should be published before the next tick.
-    fn apply(&mut self, update: Update) -> bool {
+    fn apply(&mut self, update: Update, logs: &mut Logs) -> bool {
         // A source a reload stopped may still have sent something: it no longer counts.
         let Some(source) = self.ids.iter().position(|&id| id == update.source) else {
             return false;
@@ -99,6 +130,17 @@ impl SyncLoop {
         if let Some(input) = self.inputs.sources.get(source) {
             for _ in 0..applied.dropped {
                 self.telemetry.source_error(&input.name, Reason::NoReport);
+            }
+            if let Some(reason) = applied.refused {
+                self.telemetry.source_error(&input.name, reason);
+                let fields = Fields {
+                    source: Some(&input.name),
+                    reason: Some(reason.as_str()),
+                    ..Fields::default()
+                };
+                let log = logs.refused.entry(input.name.clone()).or_default();
+                log.failure(reason, Instant::now())
+                    .log(fields, &refusal(reason));
             }
         }
         // A correction publishes with its counter, so the two never disagree on a scrape.
@@ -119,7 +161,7 @@ impl SyncLoop {
         layout.taken
     }
 
-    fn publish(&mut self) {
+    fn publish(&mut self, logs: &mut Logs) {
         let started = std::time::Instant::now();
         let now = Instant::now();
         let stale_after = self.inputs.stale_after;
@@ -129,7 +171,7 @@ impl SyncLoop {
         let next = reconcile(&self.environment, &self.inputs, now);
         self.telemetry.observe_sync(started.elapsed());
         let previous = self.publish.borrow().clone();
-        log_health_changes(&previous, &next, &self.telemetry);
+        log_health_changes(&previous, &next, &self.telemetry, &mut logs.down);
         self.publish.send_replace(Arc::new(next));
     }
 }
@@ -137,7 +179,12 @@ impl SyncLoop {
 /// Logs the sources whose health changed between two snapshots. Sources count their own
 /// failures; the faults only reconcile can see, stale reports and a foreign server id, are
 /// counted here.
-fn log_health_changes(previous: &Snapshot, next: &Snapshot, telemetry: &Telemetry) {
+fn log_health_changes(
+    previous: &Snapshot,
+    next: &Snapshot,
+    telemetry: &Telemetry,
+    down: &mut BTreeMap<String, ErrorLog<Reason>>,
+) {
     for status in &next.sources {
         let before = previous
             .sources
@@ -148,14 +195,26 @@ fn log_health_changes(previous: &Snapshot, next: &Snapshot, telemetry: &Telemetr
             continue;
         }
         let source = status.name.as_str();
+        let down = down.entry(status.name.clone()).or_default();
         match &status.health {
-            Health::Up => tracing::info!(source, "source is up: exporting its counts"),
+            Health::Up => {
+                down.recovered();
+                tracing::info!(source, "source is up: exporting its counts")
+            }
             Health::Pending => {}
             Health::Down(reason) => {
                 if *reason == Reason::Stale {
                     telemetry.source_error(source, Reason::Stale);
                 }
-                tracing::warn!(source, %reason, "source is down: its connection series are withdrawn")
+                let fields = Fields {
+                    source: Some(source),
+                    reason: Some(reason.as_str()),
+                    ..Fields::default()
+                };
+                down.failure(*reason, Instant::now()).log(
+                    fields,
+                    &"source is down: its connection series are withdrawn",
+                );
             }
             Health::ForeignServers { own, seen } => {
                 // A change in the seen ids alone is not a new fault.

@@ -1,7 +1,7 @@
 use self::order::{HOLD, SETTLE};
 use super::*;
 use crate::namespaces::OVERFLOW_NAMESPACE;
-use crate::update::{EngineEvents, Seq};
+use crate::update::{EngineEvents, MAX_COUNT, Seq};
 
 const STALE: Duration = Duration::from_secs(10);
 const EPOCH: SystemTime = SystemTime::UNIX_EPOCH;
@@ -299,18 +299,16 @@ async fn events_move_counts_and_the_next_report_corrects_them() {
         applied,
         Applied {
             corrected: false,
-            events: 3,
-            dropped: 0
-        }
+            events: 2,
+            dropped: 1,
+            refused: None
+        },
+        "no report of pod-a holds /new: its event is dropped"
     );
     assert_eq!(
         counts(&reconcile("prod", &inputs, t0)),
-        [
-            row("/", None, 6),
-            row("/chat", None, 1),
-            row("/new", None, 1)
-        ],
-        "events move the gauge at once"
+        [row("/", None, 6), row("/chat", None, 1)],
+        "events move the gauge at once, and never create a series"
     );
 
     // The app lost a disconnect event: the report says / has 5. Unordered events are
@@ -340,7 +338,7 @@ async fn events_move_counts_and_the_next_report_corrects_them() {
         [
             ("pod-a", "/", 1),
             ("pod-a", "/chat", 0),
-            ("pod-a", "/new", 0)
+            ("pod-a", "/new", 1)
         ]
     );
 
@@ -421,7 +419,8 @@ async fn prune_forgets_stale_servers() {
         },
         t0,
         EPOCH,
-    );
+    )
+    .unwrap();
     s.take_counts(
         ServerCounts {
             server_id: Some("b".into()),
@@ -433,7 +432,8 @@ async fn prune_forgets_stale_servers() {
         },
         t0 + STALE,
         EPOCH,
-    );
+    )
+    .unwrap();
     s.prune(t0 + STALE + Duration::from_secs(1), STALE);
     assert_eq!(s.servers.keys().collect::<Vec<_>>(), ["b"]);
 }
@@ -922,4 +922,85 @@ async fn reported_engine_totals_are_taken_as_they_are_and_an_older_report_never_
     let snapshot = reconcile("p", &inputs, t1);
     assert_eq!(snapshot.engine[0].counters.unwrap().connections, 7);
     assert_eq!(snapshot.engine[0].polling_clients, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cluster_workers_with_huge_counts_never_wrap_to_a_false_zero() {
+    // Issue 10, repro 2: host#1 with u64::MAX and host#2 with 1 summed to 0. The parsers
+    // refuse counts over 2^53 - 1; whatever gets here anyway is summed exactly or withheld.
+    let t0 = Instant::now();
+    let mut inputs = connected(local("host"), t0);
+    inputs.apply(0, report("host#1", None, &[("/", u64::MAX)]), t0, EPOCH);
+    inputs.apply(0, report("host#2", None, &[("/", 1)]), t0, EPOCH);
+    let snapshot = reconcile("prod", &inputs, t0);
+    assert!(
+        snapshot.connections.is_empty(),
+        "a sum that does not fit is unknown, never wrapped: {:?}",
+        snapshot.connections
+    );
+    let mut inputs = connected(local("host"), t0);
+    inputs.apply(0, report("host#1", None, &[("/", MAX_COUNT)]), t0, EPOCH);
+    inputs.apply(0, report("host#2", None, &[("/", MAX_COUNT)]), t0, EPOCH);
+    assert_eq!(
+        counts(&reconcile("prod", &inputs, t0)),
+        [row("/", None, 2 * MAX_COUNT)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_report_that_cannot_be_summed_exactly_is_refused_and_the_last_good_one_stays() {
+    let t0 = Instant::now();
+    let mut inputs = connected(local("pod-a"), t0);
+    inputs.sources[0].rules.max = 2;
+    inputs.apply(0, report("pod-a", None, &[("/", 1)]), t0, EPOCH);
+    let applied = inputs.apply(
+        0,
+        report(
+            "pod-a",
+            None,
+            &[("/a", u64::MAX), ("/b", u64::MAX), ("/c", 1)],
+        ),
+        t0,
+        EPOCH,
+    );
+    assert_eq!(applied.refused, Some(Reason::InvalidReport));
+    assert_eq!(counts(&reconcile("prod", &inputs, t0)), [row("/", None, 1)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_server_cap_drops_extra_servers_but_always_keeps_a_slot_for_the_own_one() {
+    let t0 = Instant::now();
+    let mut cluster = connected(Scope::Cluster, t0);
+    for i in 0..MAX_SERVERS {
+        let applied = cluster.apply(0, report(&format!("s{i}"), None, &[("/", 1)]), t0, EPOCH);
+        assert_eq!(applied.refused, None);
+    }
+    let applied = cluster.apply(0, report("one-too-many", None, &[("/", 1)]), t0, EPOCH);
+    assert_eq!(applied.refused, Some(Reason::TooManyServers));
+
+    let mut local = connected(local("pod-a"), t0);
+    for i in 0..MAX_SERVERS {
+        let big: Vec<(&str, u64)> = vec![("/", 1), ("/x", 2)];
+        local.apply(0, report(&format!("foreign-{i}"), None, &big), t0, EPOCH);
+    }
+    assert!(
+        local.sources[0]
+            .servers
+            .values()
+            .all(|r| r.namespaces.is_empty()),
+        "foreign servers are kept by id only"
+    );
+    let applied = local.apply(0, report("pod-a", None, &[("/", 7)]), t0, EPOCH);
+    assert_eq!(applied.refused, None);
+    assert_eq!(counts(&reconcile("prod", &local, t0)), [row("/", None, 7)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_for_a_foreign_server_in_local_scope_are_dropped() {
+    let t0 = Instant::now();
+    let mut inputs = connected(local("pod-a"), t0);
+    inputs.apply(0, report("pod-b", None, &[("/", 1)]), t0, EPOCH);
+    let applied = inputs.apply(0, Event::Deltas(vec![delta("pod-b", "/", 1)]), t0, EPOCH);
+    assert_eq!(applied.dropped, 1);
+    assert!(reconcile("prod", &inputs, t0).connections.is_empty());
 }

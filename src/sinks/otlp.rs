@@ -188,7 +188,7 @@ fn connections(meter: &Meter, rx: watch::Receiver<Arc<Snapshot>>) -> ObservableU
         .with_unit(CONNECTIONS.unit.unwrap_or_default())
         .with_description(CONNECTIONS.help)
         .with_callback(move |observer| {
-            let snapshot = rx.borrow().clone();
+            let snapshot = rx.borrow().as_of(Instant::now());
             for c in &snapshot.connections {
                 let mut attributes = vec![
                     KeyValue::new("environment", snapshot.environment.clone()),
@@ -209,7 +209,7 @@ fn clients(meter: &Meter, rx: watch::Receiver<Arc<Snapshot>>) -> ObservableUpDow
         .with_unit(CLIENTS.unit.unwrap_or_default())
         .with_description(CLIENTS.help)
         .with_callback(move |observer| {
-            let snapshot = rx.borrow().clone();
+            let snapshot = rx.borrow().as_of(Instant::now());
             for c in &snapshot.clients {
                 let mut attributes =
                     vec![KeyValue::new("environment", snapshot.environment.clone())];
@@ -282,7 +282,7 @@ fn polling_clients(
         .with_unit(POLLING_CLIENTS.unit.unwrap_or_default())
         .with_description(POLLING_CLIENTS.help)
         .with_callback(move |observer| {
-            let snapshot = rx.borrow().clone();
+            let snapshot = rx.borrow().as_of(Instant::now());
             for e in &snapshot.engine {
                 if let Some(n) = e.polling_clients {
                     observer.observe(count(n), &server_attributes(&snapshot, e.server.as_deref()));
@@ -303,7 +303,7 @@ fn engine_counter(
         .with_unit(metric.unit.unwrap_or_default())
         .with_description(metric.help)
         .with_callback(move |observer| {
-            let snapshot = rx.borrow().clone();
+            let snapshot = rx.borrow().as_of(Instant::now());
             for e in &snapshot.engine {
                 let Some(counters) = &e.counters else {
                     continue;
@@ -326,7 +326,7 @@ fn source_up(meter: &Meter, rx: watch::Receiver<Arc<Snapshot>>) -> ObservableGau
         .u64_observable_gauge(otlp_name(&SOURCE_UP))
         .with_description(SOURCE_UP.help)
         .with_callback(move |observer| {
-            let snapshot = rx.borrow().clone();
+            let snapshot = rx.borrow().as_of(Instant::now());
             for s in &snapshot.sources {
                 observer.observe(
                     u64::from(s.health.is_up()),
@@ -343,7 +343,7 @@ fn source_last_success(meter: &Meter, rx: watch::Receiver<Arc<Snapshot>>) -> Obs
         .with_unit(SOURCE_LAST_SUCCESS.unit.unwrap_or_default())
         .with_description(SOURCE_LAST_SUCCESS.help)
         .with_callback(move |observer| {
-            let snapshot = rx.borrow().clone();
+            let snapshot = rx.borrow().as_of(Instant::now());
             for s in &snapshot.sources {
                 if let Some(secs) = s.last_success_unix_secs() {
                     observer.observe(secs, &[KeyValue::new("source", s.name.clone())]);

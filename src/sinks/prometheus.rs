@@ -4,6 +4,9 @@
 //! snapshot leaves `/metrics` with no expiry code, and rendering stays cheap at any size.
 
 use std::fmt::{Display, Write as _};
+use std::sync::Arc;
+
+use tokio::time::Instant;
 
 use crate::metrics::{
     BUILD_INFO, BYTES, CLIENTS, CONNECTIONS, ENGINE_CONNECTIONS, ENGINE_DISCONNECTIONS, Metric,
@@ -18,10 +21,11 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const REVISION: &str = env!("SOCKETIO_EXPORTER_REVISION");
 
-/// The whole `/metrics` body.
-pub(crate) fn render(snapshot: &Snapshot, telemetry: &Telemetry) -> String {
+/// The whole `/metrics` body. A snapshot past its expiry has no connection series.
+pub(crate) fn render(snapshot: &Arc<Snapshot>, telemetry: &Telemetry) -> String {
+    let snapshot = snapshot.as_of(Instant::now());
     let mut out = String::with_capacity(1024 + snapshot.connections.len() * 80);
-    render_snapshot(snapshot, &mut out);
+    render_snapshot(&snapshot, &mut out);
     telemetry.encode(&mut out);
     out
 }
@@ -286,6 +290,7 @@ mod tests {
                 value: 3,
             }],
             engine: vec![],
+            expires: None,
         };
         let mut out = String::new();
         render_snapshot(&snapshot, &mut out);
@@ -315,6 +320,40 @@ mod tests {
         );
         assert!(samples[13].starts_with("socketio_exporter_build_info{version=\""));
         assert!(out.contains("# TYPE websocket_connections gauge\n"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_older_than_stale_after_serves_no_connection_series() {
+        let now = Instant::now();
+        let snapshot = Arc::new(Snapshot {
+            environment: "e".into(),
+            connections: vec![connections("/", None, 2)],
+            clients: vec![Clients {
+                server: None,
+                clients: 3,
+            }],
+            sources: vec![SourceStatus {
+                name: "admin".into(),
+                health: Health::Up,
+                last_success: None,
+                folded: 0,
+                namespace_limit: 1000,
+                corrections: 0,
+            }],
+            expires: Some(now + Duration::from_secs(10)),
+            ..Snapshot::default()
+        });
+        let telemetry = Telemetry::new([]);
+        let fresh = render(&snapshot, &telemetry);
+        assert!(fresh.contains("websocket_connections{"), "{fresh}");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let frozen = render(&snapshot, &telemetry);
+        assert!(!frozen.contains("websocket_connections{"), "{frozen}");
+        assert!(!frozen.contains("websocket_clients{"), "{frozen}");
+        assert!(
+            frozen.contains("socketio_exporter_source_up{source=\"admin\"} 0"),
+            "{frozen}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::problems::At;
 use crate::config::sync::SyncConfig;
 use crate::log_limit::{ErrorLog, Fields};
@@ -113,6 +114,17 @@ impl SourceContext {
         self.outbox.send(event).await;
     }
 
+    /// A context for a restarted run of the same source: same outbox, fresh log.
+    fn renewed(&self) -> SourceContext {
+        SourceContext::new(
+            self.name.clone(),
+            self.outbox.clone(),
+            self.telemetry.clone(),
+            self.cancel.clone(),
+            self.sync,
+        )
+    }
+
     /// The source lost the app: the failure is counted and logged (rate-limited), and
     /// everything the source reported is withdrawn.
     pub async fn failed(
@@ -160,5 +172,101 @@ impl SourceContext {
             _ = self.cancel.cancelled() => false,
             _ = tokio::time::sleep(delay) => true,
         }
+    }
+}
+
+/// The first restart of a panicked source waits this long, doubling up to [`RESTART_MAX`].
+const RESTART_INITIAL: Duration = Duration::from_secs(1);
+const RESTART_MAX: Duration = Duration::from_secs(60);
+
+/// Runs a source's task (`start` makes one) until `cx.cancel` fires. A task that panics is
+/// a bug, but never leaves the source dead: the panic is counted (`reason="internal"`),
+/// logged once, the source's counts withdrawn, and the task restarted after a backoff.
+pub(crate) async fn supervise<F, Fut>(mut cx: SourceContext, what: &str, start: F)
+where
+    F: Fn(SourceContext) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut backoff = Backoff::new(RESTART_INITIAL, RESTART_MAX);
+    loop {
+        let started = Instant::now();
+        let panic = match tokio::spawn(start(cx.renewed())).await {
+            Err(e) if e.is_panic() => panic_message(e.into_panic()),
+            // Finished (cancelled), or the runtime is shutting down.
+            Ok(()) | Err(_) => return,
+        };
+        if cx.cancel.is_cancelled() {
+            return;
+        }
+        if started.elapsed() > RESTART_MAX {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
+        let error = format!("bug: the source's task panicked ({panic}); restarting it");
+        cx.failed(Reason::Internal, what, &error, Some(delay)).await;
+        if !cx.sleep(delay).await {
+            return;
+        }
+    }
+}
+
+/// The message a panic was raised with.
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(message) => (*message).to_owned(),
+            Err(_) => "no message".to_owned(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_source_is_counted_and_restarted_never_left_dead() {
+        let telemetry = Arc::new(Telemetry::new([("s", &[Reason::Internal][..])]));
+        let (tx, mut rx) = mpsc::channel(8);
+        let sync = SyncConfig {
+            interval: Duration::from_secs(1),
+            stale_after: Duration::from_secs(5),
+        };
+        let cx = SourceContext::new(
+            "s".into(),
+            Outbox::new(crate::update::SourceId(0), tx),
+            telemetry.clone(),
+            CancellationToken::new(),
+            sync,
+        );
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = runs.clone();
+        supervise(cx, "test", move |cx| {
+            let run = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if run == 0 {
+                    panic!("boom");
+                }
+                cx.send(Event::Connected).await;
+            }
+        })
+        .await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "restarted once");
+        assert_eq!(
+            rx.recv().await.unwrap().event,
+            Event::Down(Reason::Internal)
+        );
+        assert_eq!(rx.recv().await.unwrap().event, Event::Connected);
+        let mut text = String::new();
+        telemetry.encode(&mut text);
+        assert!(
+            text.contains(
+                r#"socketio_exporter_source_errors_total{reason="internal",source="s"} 1"#
+            ),
+            "{text}"
+        );
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::update::{Counted, Delta, Engine, EngineEvents, Reason, Seq, ServerCounts};
+use crate::update::{Counted, Delta, Engine, EngineEvents, MAX_COUNT, Reason, Seq, ServerCounts};
 
 /// Events in one batch, at most.
 pub(crate) const MAX_EVENTS: usize = 10_000;
@@ -172,6 +172,12 @@ pub(crate) fn parse_report(
     if report.server_id.as_deref() == Some("") {
         return Err(FormatError::Shape("server_id: must not be empty".into()));
     }
+    for (name, count) in &report.namespaces {
+        check_count(*count).map_err(|e| FormatError::Shape(format!("namespaces.{name}: {e}")))?;
+    }
+    if let Some(clients) = report.clients {
+        check_count(clients).map_err(|e| FormatError::Shape(format!("clients: {e}")))?;
+    }
     let generated = match report.generated_at {
         Some(text) => Some(parse_timestamp(&text).ok_or_else(|| {
             FormatError::Shape(format!(
@@ -229,7 +235,7 @@ pub(crate) fn parse_events(body: &[u8]) -> Result<Vec<Delta>, FormatError> {
         )));
     }
     let boot = ordered(batch.version, batch.boot)?;
-    let server_id = batch.server_id;
+    let server_id = non_empty(batch.server_id);
     batch
         .events
         .into_iter()
@@ -253,7 +259,8 @@ pub(crate) fn parse_events(body: &[u8]) -> Result<Vec<Delta>, FormatError> {
                 }
             };
             Ok(Delta {
-                server_id: event.server_id.or_else(|| server_id.clone()),
+                // An empty server id is no server id, on the event as on the batch.
+                server_id: non_empty(event.server_id).or_else(|| server_id.clone()),
                 namespace: event.namespace,
                 change: match event.kind {
                     EventKind::Connect => 1,
@@ -265,18 +272,45 @@ pub(crate) fn parse_events(body: &[u8]) -> Result<Vec<Delta>, FormatError> {
         .collect()
 }
 
-/// RFC 3339 with `Z` or a numeric offset.
-fn parse_timestamp(text: &str) -> Option<SystemTime> {
+fn non_empty(id: Option<String>) -> Option<String> {
+    id.filter(|id| !id.is_empty())
+}
+
+/// A count as reported, if it is one this exporter can carry exactly (at most
+/// [`MAX_COUNT`]); the error says why not.
+pub(crate) fn check_count(count: u64) -> Result<u64, String> {
+    if count <= MAX_COUNT {
+        Ok(count)
+    } else {
+        Err(format!(
+            "{count} is larger than {MAX_COUNT} (2^53 - 1), the largest count carried exactly"
+        ))
+    }
+}
+
+/// RFC 3339 with `Z` or a numeric offset (`+hh:mm`, `-hh:mm`).
+pub(crate) fn parse_timestamp(text: &str) -> Option<SystemTime> {
     if let Ok(at) = humantime::parse_rfc3339(text) {
         return Some(at);
     }
-    let (base, sign, offset) = match text.len().checked_sub(6).map(|i| text.split_at(i)) {
-        Some((base, offset)) if offset.starts_with('+') => (base, 1, &offset[1..]),
-        Some((base, offset)) if offset.starts_with('-') => (base, -1, &offset[1..]),
+    // The offset is the last six bytes; a split inside a multi-byte character means there
+    // is no offset there (and slicing there would panic).
+    let split = text.len().checked_sub(6)?;
+    let (base, offset) = (text.get(..split)?, text.get(split..)?);
+    let (sign, offset) = match (offset.strip_prefix('+'), offset.strip_prefix('-')) {
+        (Some(rest), _) => (1, rest),
+        (_, Some(rest)) => (-1, rest),
         _ => return None,
     };
     let (hours, minutes) = offset.split_once(':')?;
-    let seconds = hours.parse::<u64>().ok()? * 3600 + minutes.parse::<u64>().ok()? * 60;
+    let two_digits = |s: &str| -> Option<u64> {
+        (s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+    };
+    let (hours, minutes) = (two_digits(hours)?, two_digits(minutes)?);
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    let seconds = hours * 3600 + minutes * 60;
     let local = humantime::parse_rfc3339(&format!("{base}Z")).ok()?;
     let offset = Duration::from_secs(seconds);
     // Local time ahead of UTC (+hh:mm) means an earlier instant.
@@ -407,6 +441,67 @@ mod tests {
         for (body, expected) in cases {
             assert_eq!(parse_report(body, now, None).unwrap_err(), expected);
         }
+    }
+
+    #[test]
+    fn non_ascii_generated_at_is_refused_not_a_panic() {
+        // Issue 10, repro 1: the offset split used to slice inside the "€".
+        for text in [
+            "2026-11-26T00:00:00€€é",
+            "€",
+            "2026-11-26T00:00:00+€:0",
+            "ééé+01:00",
+        ] {
+            let body = serde_json::json!({"generated_at": text, "namespaces": {}}).to_string();
+            let error = parse_report(body.as_bytes(), SystemTime::now(), None).unwrap_err();
+            assert_eq!(error.reason(), Reason::InvalidReport, "{text}");
+            assert!(error.to_string().starts_with("generated_at: "), "{error}");
+        }
+        assert_eq!(
+            parse_timestamp("2026-11-25T21:00:00+01:00"),
+            Some(at("2026-11-25T20:00:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("2026-11-25T19:30:00-00:30"),
+            Some(at("2026-11-25T20:00:00Z"))
+        );
+        assert_eq!(parse_timestamp("2026-11-25T21:00:00+1:000"), None);
+        assert_eq!(parse_timestamp("2026-11-25T21:00:00+24:00"), None);
+    }
+
+    #[test]
+    fn counts_beyond_two_to_the_53_are_refused_not_wrapped() {
+        let now = SystemTime::now();
+        let exact = format!(r#"{{"namespaces":{{"/":{MAX_COUNT}}},"clients":{MAX_COUNT}}}"#);
+        assert_eq!(
+            parse_report(exact.as_bytes(), now, None)
+                .unwrap()
+                .namespaces,
+            [("/".into(), MAX_COUNT)]
+        );
+        let too_big = br#"{"server_id":"host#1","namespaces":{"/":18446744073709551615}}"#;
+        let error = parse_report(too_big, now, None).unwrap_err();
+        assert_eq!(error.reason(), Reason::InvalidReport);
+        assert_eq!(
+            error.to_string(),
+            "namespaces./: 18446744073709551615 is larger than 9007199254740991 (2^53 - 1), the largest count carried exactly"
+        );
+        let clients = format!(r#"{{"namespaces":{{}},"clients":{}}}"#, MAX_COUNT + 1);
+        assert!(
+            parse_report(clients.as_bytes(), now, None)
+                .unwrap_err()
+                .to_string()
+                .starts_with("clients: ")
+        );
+    }
+
+    #[test]
+    fn an_empty_server_id_on_events_is_no_server_id() {
+        let deltas = parse_events(
+            br#"{"server_id":"","events":[{"type":"connect","namespace":"/","server_id":""}]}"#,
+        )
+        .unwrap();
+        assert_eq!(deltas[0].server_id, None);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::update::{Reason, Silence};
 
 pub use self::common::Scope;
 use self::common::{COMMON_KEYS, RawCommon};
-pub(crate) use self::context::{Outbox, SourceContext, SourceKeys, SourceType};
+pub(crate) use self::context::{Outbox, SourceContext, SourceKeys, SourceType, panic_message};
 
 /// One configured source. Two are equal when a running source of the one would do what
 /// the other says: a reload keeps the running task of an unchanged source.
@@ -120,9 +120,10 @@ source_types! {
 }
 
 impl SourceConfig {
-    /// Runs the source until `cx.cancel` fires.
+    /// Runs the source until `cx.cancel` fires, restarted should its task panic.
     pub async fn run(self, cx: SourceContext) {
-        self.kind.run(cx).await
+        let kind = self.kind;
+        context::supervise(cx, kind.type_name(), move |cx| kind.clone().run(cx)).await
     }
 
     /// Lines for `--check-config`'s summary.

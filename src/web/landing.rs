@@ -77,7 +77,7 @@ mod tests {
 [[sources]]
 type = "http_json"
 name = "a&b"
-endpoint = "https://user:hunter2@app:3000/stats?token=hunter2"
+endpoint = "https://app:3000/stats?token=hunter2"
 [[sources]]
 type = "socketio_admin"
 endpoint = "http://127.0.0.1:3000"

@@ -320,3 +320,15 @@ fn sigterm_leaves_the_admin_namespace_and_exits_promptly() {
         },
     );
 }
+
+#[test]
+fn socket_io_3_1_with_admin_ui_0_5_is_counted_exactly() {
+    // Pinned compatibility: the same app on socket.io 3.1 (npm alias socket.io-v3).
+    let app = App::start_on("v3-host", "socket.io-v3");
+    let exporter = local_exporter(&app);
+    let mut clients = Clients::start();
+    connect_mix(&mut clients, &app);
+    assert_matches_truth(&exporter, &app, STALE_AFTER + STATS_PERIOD + SLACK);
+    clients.disconnect("c2");
+    assert_matches_truth(&exporter, &app, STATS_PERIOD + INTERVAL + SLACK);
+}

@@ -14,6 +14,7 @@ mod dashboard;
 mod engine;
 mod events;
 mod faults;
+mod hostile;
 mod nextjs;
 mod otlp;
 mod reload;

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::support::pki::Ca;
 use crate::support::{
     App, Clients, Exporter, Scrape, WEIRD_NAMESPACE, admin_config, app_reporting_to_file, config,
-    eventually, post, throughout,
+    eventually, post, throughout, wait_for,
 };
 
 const WITHIN: Duration = Duration::from_secs(8);
@@ -30,17 +30,6 @@ namespaces_pointer = "/namespaces"
 clients_pointer = "/clientsCount"
 {extra}"#
     ))
-}
-
-fn wait_for(exporter: &Exporter, what: &str, check: impl Fn(&Scrape) -> bool) -> Scrape {
-    eventually(WITHIN, || {
-        let scrape = exporter.scrape();
-        if check(&scrape) {
-            Ok(scrape)
-        } else {
-            Err(format!("{what}:\n{}", scrape.text))
-        }
-    })
 }
 
 #[test]
@@ -128,6 +117,12 @@ fn http_json_garbage_is_a_clear_error_never_data() {
             "{}",
             "http_status",
             "HTTP status 503 Service Unavailable, expected 2xx",
+        ),
+        (
+            "302 Found\r\nLocation: http://127.0.0.1:1/elsewhere",
+            "{}",
+            "http_status",
+            "HTTP status 302 Found, a redirect: set follow_redirects = true to follow it",
         ),
     ];
     for (status, body, reason, message) in cases {

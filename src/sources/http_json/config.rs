@@ -11,6 +11,7 @@ use url::Url;
 use crate::config::problems::At;
 use crate::config::secret::{Credentials, RawSecret, Secret, credentials};
 use crate::config::sync::SyncConfig;
+use crate::regular_file;
 use crate::sources::context::{SourceKeys, shown_url};
 
 const DEFAULT_INTERVAL_SECS: f64 = 5.0;
@@ -41,6 +42,8 @@ pub(crate) struct RawConfig {
     ca_file: Option<PathBuf>,
     /// The largest body read; 1 MiB by default.
     max_body_bytes: Option<i64>,
+    /// Follow HTTP redirects (at most 3, never from https to http); false by default.
+    follow_redirects: Option<bool>,
     /// JSON pointer to the namespaces; `/namespaces` by default.
     namespaces_pointer: Option<String>,
     /// In an array, the field holding the namespace name; `name` by default.
@@ -64,6 +67,8 @@ pub struct Config {
     /// Extra PEM certificate(s) to trust, for an app with a private CA.
     pub ca_file: Option<PathBuf>,
     pub max_body_bytes: usize,
+    /// Follow redirects (at most 3, never from https to http).
+    pub follow_redirects: bool,
     pub mapping: JsonMapping,
 }
 
@@ -94,48 +99,29 @@ impl SourceKeys for Config {
     const TYPE: &'static str = "http_json";
     type Raw = RawConfig;
 
-    fn validate(raw: RawConfig, _: &SyncConfig, at: &mut At<'_>) -> Config {
-        let url = endpoint(raw.endpoint, at);
+    fn validate(mut raw: RawConfig, sync: &SyncConfig, at: &mut At<'_>) -> Config {
+        let url = endpoint(raw.endpoint.take(), at);
         let interval = at.seconds("interval_secs", raw.interval_secs, DEFAULT_INTERVAL_SECS);
         let timeout = at.seconds("timeout_secs", raw.timeout_secs, DEFAULT_TIMEOUT_SECS);
-        for name in raw.headers.keys() {
-            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                at.add(
-                    "headers",
-                    format!("{name:?} is not a valid HTTP header name"),
-                );
-            }
+        if interval + timeout >= sync.stale_after {
+            at.add(
+                "interval_secs",
+                format!(
+                    "interval_secs + timeout_secs ({}s) must be below sync.stale_after_secs ({}s), \
+                     or the counts go stale between polls",
+                    (interval + timeout).as_secs_f64(),
+                    sync.stale_after.as_secs_f64()
+                ),
+            );
         }
-        let password = RawSecret {
-            inline: raw.password,
-            env: raw.password_env,
-            file: raw.password_file,
-        };
-        let basic = credentials(raw.username, password, at);
-        let bearer = RawSecret {
-            inline: raw.bearer_token,
-            env: raw.bearer_token_env,
-            file: raw.bearer_token_file,
-        }
-        .validate("bearer_token", at);
-        let auth = match (basic, bearer) {
-            (None, None) => HttpAuth::None,
-            (Some(basic), None) => HttpAuth::Basic(basic),
-            (None, Some(token)) => HttpAuth::Bearer(token),
-            (Some(_), Some(_)) => {
-                at.add(
-                    "bearer_token",
-                    "set either basic auth (username + password) or a bearer token, not both",
-                );
-                HttpAuth::None
-            }
-        };
+        check_headers(&raw.headers, at);
+        let auth = auth(&mut raw, at);
         if let Some(ca) = &raw.ca_file
-            && let Err(e) = std::fs::read(ca)
+            && let Err(e) = regular_file::read(ca, regular_file::MAX_PEM_BYTES)
         {
             at.add(
                 "ca_file",
-                format!("cannot read {}: {}", ca.display(), e.kind()),
+                format!("cannot read {}: {}", ca.display(), e.brief()),
             );
         }
         let mut pointer = |key: &str, value: Option<String>| -> Option<String> {
@@ -172,6 +158,7 @@ impl SourceKeys for Config {
                 DEFAULT_MAX_BODY_BYTES,
                 MAX_MAX_BODY_BYTES,
             ),
+            follow_redirects: raw.follow_redirects.unwrap_or(false),
             mapping,
         }
     }
@@ -194,6 +181,34 @@ impl SourceKeys for Config {
     }
 }
 
+/// Basic auth or a bearer token, not both.
+fn auth(raw: &mut RawConfig, at: &mut At<'_>) -> HttpAuth {
+    let password = RawSecret {
+        inline: raw.password.take(),
+        env: raw.password_env.take(),
+        file: raw.password_file.take(),
+    };
+    let basic = credentials(raw.username.take(), password, at);
+    let bearer = RawSecret {
+        inline: raw.bearer_token.take(),
+        env: raw.bearer_token_env.take(),
+        file: raw.bearer_token_file.take(),
+    }
+    .validate("bearer_token", at);
+    match (basic, bearer) {
+        (None, None) => HttpAuth::None,
+        (Some(basic), None) => HttpAuth::Basic(basic),
+        (None, Some(token)) => HttpAuth::Bearer(token),
+        (Some(_), Some(_)) => {
+            at.add(
+                "bearer_token",
+                "set either basic auth (username + password) or a bearer token, not both",
+            );
+            HttpAuth::None
+        }
+    }
+}
+
 fn endpoint(endpoint: Option<String>, at: &mut At<'_>) -> Url {
     let placeholder = || Url::parse("http://invalid.invalid/").expect("placeholder URL parses");
     let Some(text) = endpoint else {
@@ -204,6 +219,10 @@ fn endpoint(endpoint: Option<String>, at: &mut At<'_>) -> Url {
         return placeholder();
     };
     match Url::parse(&text) {
+        Ok(url) if has_userinfo(&url) => {
+            at.add("endpoint", USERINFO_PROBLEM);
+            placeholder()
+        }
         Ok(url) if matches!(url.scheme(), "http" | "https") => url,
         Ok(url) => {
             at.add(
@@ -215,9 +234,41 @@ fn endpoint(endpoint: Option<String>, at: &mut At<'_>) -> Url {
             );
             placeholder()
         }
+        Err(e) if text.contains('@') => {
+            // It may hold credentials: not echoed.
+            at.add("endpoint", format!("not an absolute URL ({e})"));
+            placeholder()
+        }
         Err(e) => {
             at.add("endpoint", format!("{text:?} is not an absolute URL ({e})"));
             placeholder()
+        }
+    }
+}
+
+const USERINFO_PROBLEM: &str = "credentials in the URL are not supported (the URL is logged): \
+     use username with password_env or password_file, or bearer_token_env or bearer_token_file";
+
+fn has_userinfo(url: &Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
+}
+
+/// Header names and values must be valid HTTP, checked now rather than at every poll.
+fn check_headers(headers: &BTreeMap<String, String>, at: &mut At<'_>) {
+    for (name, value) in headers {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            at.add(
+                "headers",
+                format!("{name:?} is not a valid HTTP header name"),
+            );
+        } else if reqwest::header::HeaderValue::from_str(value).is_err() {
+            // The value may be a secret: not echoed.
+            at.add(
+                "headers",
+                format!(
+                    "the value of {name:?} is not a valid HTTP header value (control characters?)"
+                ),
+            );
         }
     }
 }

@@ -27,6 +27,8 @@ enum PollError {
     Request(reqwest::Error),
     #[error("HTTP status {0}, expected 2xx")]
     Status(reqwest::StatusCode),
+    #[error("HTTP status {0}, a redirect: set follow_redirects = true to follow it")]
+    Redirect(reqwest::StatusCode),
     #[error("body larger than max_body_bytes ({0})")]
     TooLarge(usize),
     #[error("body is not JSON: {0}")]
@@ -41,7 +43,7 @@ impl PollError {
             PollError::Secret(_) => Reason::Config,
             PollError::Timeout(_) => Reason::Timeout,
             PollError::Request(_) => Reason::Connect,
-            PollError::Status(_) => Reason::HttpStatus,
+            PollError::Status(_) | PollError::Redirect(_) => Reason::HttpStatus,
             PollError::TooLarge(_) => Reason::TooLarge,
             PollError::Json(_) => Reason::InvalidJson,
             PollError::Shape(_) => Reason::InvalidReport,
@@ -59,7 +61,9 @@ impl SourceType for Config {
         Reason::InvalidReport,
         Reason::Config,
         Reason::Stale,
+        Reason::TooManyServers,
         Reason::ServerIdNotSeen,
+        Reason::Internal,
     ];
     const SILENCE: Silence = Silence::Stale(Reason::Stale);
     async fn run(self, mut cx: SourceContext) {
@@ -101,10 +105,10 @@ pub(crate) fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .timeout(config.timeout)
         .user_agent(concat!("socketio-exporter/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::limited(3));
+        .redirect(redirects(config.follow_redirects));
     if let Some(ca) = &config.ca_file {
-        let pem =
-            std::fs::read(ca).map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?;
+        let pem = crate::regular_file::read(ca, crate::regular_file::MAX_PEM_BYTES)
+            .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?;
         for certificate in reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", ca.display()))?
         {
@@ -112,6 +116,25 @@ pub(crate) fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
         }
     }
     Ok(builder.build()?)
+}
+
+/// No redirects unless `follow_redirects`; then at most 3, and never from https to http,
+/// which would send the credentials in the clear.
+fn redirects(follow: bool) -> reqwest::redirect::Policy {
+    if !follow {
+        return reqwest::redirect::Policy::none();
+    }
+    reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt.url().scheme() == "http"
+            && attempt.previous().iter().any(|url| url.scheme() == "https");
+        if downgrade {
+            attempt.error("refusing a redirect from https to http")
+        } else if attempt.previous().len() > 3 {
+            attempt.error("more than 3 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 async fn poll(client: &reqwest::Client, config: &Config) -> Result<ServerCounts, PollError> {
@@ -132,6 +155,9 @@ async fn poll(client: &reqwest::Client, config: &Config) -> Result<ServerCounts,
         }
     };
     let mut response = request.send().await.map_err(failed)?;
+    if response.status().is_redirection() {
+        return Err(PollError::Redirect(response.status()));
+    }
     if !response.status().is_success() {
         return Err(PollError::Status(response.status()));
     }
@@ -234,12 +260,13 @@ fn engine_at(json: &Value, mapping: &JsonMapping) -> Result<Option<Engine>, Stri
 }
 
 fn count_at(value: &Value, at: &str) -> Result<u64, String> {
-    value.as_u64().ok_or_else(|| {
+    let count = value.as_u64().ok_or_else(|| {
         format!(
             "{at}: expected a non-negative integer count, found {}",
             kind(value)
         )
-    })
+    })?;
+    format::check_count(count).map_err(|e| format!("{at}: {e}"))
 }
 
 fn kind(value: &Value) -> String {
@@ -340,6 +367,11 @@ mod tests {
                 json!({"namespaces": [{"name": "/"}]}),
                 "/namespaces",
                 "/namespaces/0: expected a field \"count\" (count_field)",
+            ),
+            (
+                json!({"namespaces": {"/": 9_007_199_254_740_992_u64}}),
+                "/namespaces",
+                "/namespaces//: 9007199254740992 is larger than 9007199254740991 (2^53 - 1), the largest count carried exactly",
             ),
         ];
         for (json, pointer, expected) in cases {

@@ -4,10 +4,13 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
 use serde::Deserialize;
 
 use crate::config::problems::{At, Problem};
-use crate::config::secret::{RawSecret, Secret};
+use crate::config::secret::{RawSecret, Secret, SecretError};
 use crate::config::sync::SyncConfig;
 use crate::sources::context::SourceKeys;
 
@@ -34,7 +37,7 @@ pub(crate) struct RawConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Required as `Authorization: Bearer <token>` when set.
-    pub token: Option<Secret>,
+    pub token: Option<Token>,
     pub max_body_bytes: usize,
     /// Accept pushes without a token on a non-loopback listener.
     pub allow_unauthenticated: bool,
@@ -52,8 +55,18 @@ impl SourceKeys for Config {
             env: raw.token_env,
             file: raw.token_file,
         };
+        let token = token.validate("token", at);
+        if let Some(secret) = &token
+            && secret.read().is_ok_and(|value| value.is_empty())
+        {
+            at.add(
+                "token",
+                "is empty: an empty token would accept any \"Bearer \" header; set a token, \
+                 or leave the token keys out on a loopback listener",
+            );
+        }
         Config {
-            token: token.validate("token", at),
+            token: token.map(Token::new),
             max_body_bytes: at.count(
                 "max_body_bytes",
                 raw.max_body_bytes,
@@ -85,7 +98,7 @@ impl SourceKeys for Config {
 
     fn describe(&self, out: &mut String) {
         let token = match &self.token {
-            Some(token) => token.to_string(),
+            Some(token) => token.secret.to_string(),
             None => "none".to_owned(),
         };
         let _ = writeln!(
@@ -110,5 +123,50 @@ impl Config {
                 ),
             },
         )
+    }
+}
+
+/// The push token, re-read when it changes: a token file when its mtime does (a rotated
+/// Kubernetes Secret is picked up), never on every request.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub secret: Secret,
+    /// The value last read, and the file's mtime then.
+    cached: Arc<Mutex<Option<Cached>>>,
+}
+
+/// A token as read, with the file's mtime then (`None` for a variable or inline token).
+type Cached = (Option<SystemTime>, Arc<str>);
+
+/// Two tokens are the same when they come from the same place; the cache is not config.
+impl PartialEq for Token {
+    fn eq(&self, other: &Token) -> bool {
+        self.secret == other.secret
+    }
+}
+
+impl Token {
+    fn new(secret: Secret) -> Token {
+        Token {
+            secret,
+            cached: Arc::default(),
+        }
+    }
+
+    /// The current token.
+    pub fn read(&self) -> Result<Arc<str>, SecretError> {
+        let version = match &self.secret {
+            Secret::File(path) => std::fs::metadata(path).and_then(|m| m.modified()).ok(),
+            Secret::Inline(_) | Secret::Env(_) => None,
+        };
+        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, value)) = cached.as_ref()
+            && *at == version
+        {
+            return Ok(value.clone());
+        }
+        let value: Arc<str> = self.secret.read()?.into();
+        *cached = Some((version, value.clone()));
+        Ok(value)
     }
 }

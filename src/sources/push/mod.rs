@@ -6,10 +6,12 @@
 
 mod config;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
@@ -21,15 +23,21 @@ use super::format::{self, FormatError};
 use crate::telemetry::Telemetry;
 use crate::update::{Event, Reason, Silence};
 
+/// A client gets this long to send a push body once its headers are in.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl SourceType for Config {
     const REASONS: &'static [Reason] = &[
         Reason::Unauthorized,
+        Reason::Timeout,
         Reason::TooLarge,
         Reason::InvalidJson,
         Reason::InvalidReport,
         Reason::NoReport,
         Reason::Stale,
+        Reason::TooManyServers,
         Reason::ServerIdNotSeen,
+        Reason::Internal,
     ];
     const SILENCE: Silence = Silence::Listens;
     /// Pushes arrive through the HTTP server ([`PushEndpoint`]); the source itself only
@@ -64,7 +72,19 @@ impl PushEndpoint {
         kind: Kind,
         request: Request<Incoming>,
     ) -> Response<Full<Bytes>> {
-        match self.accept(kind, request).await {
+        // A panic here would be a bug; it must still not reset the client's connection.
+        let accepted = AssertUnwindSafe(self.accept(kind, request))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!(source = self.name, "bug: the push handler panicked");
+                Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Some(Reason::Internal),
+                    "internal error".to_owned(),
+                ))
+            });
+        match accepted {
             Ok(accepted) => json(
                 StatusCode::ACCEPTED,
                 &serde_json::json!({ "accepted": accepted }),
@@ -110,19 +130,15 @@ impl PushEndpoint {
     /// The bearer token and the content type.
     fn check_headers(&self, request: &Request<Incoming>) -> Result<(), Rejection> {
         if let Some(token) = &self.config.token {
-            let token = token.read().map_err(|_| {
+            let token = token.read().ok().filter(|t| !t.is_empty()).ok_or_else(|| {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     None,
                     "the exporter cannot read its push token".to_owned(),
                 )
             })?;
-            let given = request
-                .headers()
-                .get(AUTHORIZATION)
-                .map(HeaderValue::as_bytes)
-                .unwrap_or_default();
-            if !constant_time_eq(given, format!("Bearer {token}").as_bytes()) {
+            let given = request.headers().get(AUTHORIZATION).and_then(bearer);
+            if !given.is_some_and(|given| constant_time_eq(given, token.as_bytes())) {
                 return Err((
                     StatusCode::UNAUTHORIZED,
                     Some(Reason::Unauthorized),
@@ -166,21 +182,30 @@ impl PushEndpoint {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
-        let body = Limited::new(request.into_body(), limit)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    too_large()
-                } else {
-                    (
-                        StatusCode::BAD_REQUEST,
-                        None,
-                        format!("cannot read the body: {e}"),
-                    )
-                }
-            })?
-            .to_bytes();
+        let body = tokio::time::timeout(
+            BODY_READ_TIMEOUT,
+            Limited::new(request.into_body(), limit).collect(),
+        )
+        .await
+        .map_err(|_| {
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                Some(Reason::Timeout),
+                format!("the body did not arrive within {BODY_READ_TIMEOUT:?}"),
+            )
+        })?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    format!("cannot read the body: {e}"),
+                )
+            }
+        })?
+        .to_bytes();
         Ok(body)
     }
 }
@@ -194,9 +219,27 @@ fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     response
 }
 
-/// Compares without leaking, through timing, how much of a token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The credentials of an `Authorization: Bearer <token>` header; the scheme is
+/// case-insensitive (RFC 7235).
+fn bearer(header: &HeaderValue) -> Option<&[u8]> {
+    let value = header.as_bytes();
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || !rest.starts_with(b" ") {
+        return None;
+    }
+    let start = rest.iter().position(|&b| b != b' ')?;
+    Some(&rest[start..])
+}
+
+/// Compares without leaking, through timing, how much of the token was right or how long
+/// it is: the time depends on the length of `given` alone.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut difference = u8::from(given.len() != expected.len() || expected.is_empty());
+    for (i, g) in given.iter().enumerate() {
+        let e = expected.get(i).copied().unwrap_or(!g);
+        difference |= g ^ e;
+    }
+    std::hint::black_box(difference) == 0
 }
 
 #[cfg(test)]
@@ -205,9 +248,22 @@ mod tests {
 
     #[test]
     fn token_comparison() {
-        assert!(constant_time_eq(b"Bearer abc", b"Bearer abc"));
-        assert!(!constant_time_eq(b"Bearer abd", b"Bearer abc"));
-        assert!(!constant_time_eq(b"Bearer ab", b"Bearer abc"));
-        assert!(!constant_time_eq(b"", b"Bearer abc"));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abd", b"abc"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        assert!(!constant_time_eq(b"abcd", b"abc"));
+        assert!(!constant_time_eq(b"", b"abc"));
+        assert!(!constant_time_eq(b"", b""), "an empty token never matches");
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer abc", "bearer abc", "BEARER  abc"] {
+            let value = HeaderValue::from_static(header);
+            assert_eq!(bearer(&value), Some(&b"abc"[..]), "{header}");
+        }
+        for header in ["Basic abc", "Bearerabc", "Bearer ", "Bear"] {
+            assert_eq!(bearer(&HeaderValue::from_static(header)), None, "{header}");
+        }
     }
 }

@@ -165,8 +165,18 @@ impl SourceKeys for Config {
 
 /// `http://host:port` (or `ws://`) plus the Socket.IO path → the Engine.IO WebSocket URL.
 fn websocket_url(endpoint: &str, socket_path: &str) -> Result<Url, String> {
-    let mut url =
-        Url::parse(endpoint).map_err(|e| format!("{endpoint:?} is not an absolute URL ({e})"))?;
+    let mut url = Url::parse(endpoint).map_err(|e| match endpoint.contains('@') {
+        // It may hold credentials: not echoed.
+        true => format!("not an absolute URL ({e})"),
+        false => format!("{endpoint:?} is not an absolute URL ({e})"),
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "credentials in the URL are not supported (the URL is logged): use \
+                    username with password_env or password_file"
+                .to_owned(),
+        );
+    }
     let scheme = match url.scheme() {
         "http" | "ws" => "ws",
         "https" | "wss" => "wss",

@@ -7,7 +7,7 @@
 //! before the namespace is accepted, so a refused login could not be told from a slow one.
 
 mod config;
-mod protocol;
+pub(crate) mod protocol;
 mod tls;
 
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
@@ -99,8 +99,10 @@ impl SourceType for Config {
         Reason::PingTimeout,
         Reason::Closed,
         Reason::Protocol,
+        Reason::TooManyServers,
         Reason::StatsTimeout,
         Reason::ServerIdNotSeen,
+        Reason::Internal,
     ];
     const SILENCE: Silence = Silence::Stale(Reason::StatsTimeout);
     async fn run(self, cx: SourceContext) {
@@ -115,7 +117,11 @@ impl SourceType for Config {
                 Ok(()) => return,
                 Err(error) => error,
             };
-            let delay = source.backoff.next_delay();
+            let delay = match error {
+                // Retrying soon cannot help, and each login costs the app a bcrypt check.
+                SessionError::Protocol(ProtocolError::OldAdminUi) => BACKOFF_MAX,
+                _ => source.backoff.next_delay(),
+            };
             let url = source.config.url.to_string();
             source
                 .cx
@@ -251,6 +257,8 @@ impl AdminSource {
                     })?;
                     let stats = protocol::parse_server_stats(argument)?;
                     stats_deadline = Instant::now() + stale_after;
+                    // The frame can be megabytes; what it held is parsed now.
+                    drop(frame);
                     self.deliver(stats).await;
                 }
                 _ => {}
@@ -269,7 +277,7 @@ impl AdminSource {
             .collect();
         self.cx
             .send(Event::Counts(ServerCounts {
-                server_id: Some(stats.server_id),
+                server_id: stats.server_id,
                 clients: stats.clients_count,
                 namespaces,
                 age: Duration::ZERO,
@@ -323,12 +331,13 @@ async fn accepted(ws: &mut Socket, namespace: &str) -> Result<(), SessionError> 
 }
 
 /// The next text frame; binary frames (attachments) are skipped.
-async fn next_text(ws: &mut Socket) -> Result<String, SessionError> {
+/// Not copied: a `server_stats` of 100 000 namespaces is megabytes.
+async fn next_text(ws: &mut Socket) -> Result<Utf8Bytes, SessionError> {
     loop {
         match ws.next().await {
             None | Some(Ok(Message::Close(_))) => return Err(SessionError::Closed),
             Some(Err(e)) => return Err(SessionError::Lost(e)),
-            Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
+            Some(Ok(Message::Text(text))) => return Ok(text),
             Some(Ok(_)) => {}
         }
     }

@@ -9,10 +9,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::sources::format::check_count;
 use crate::update::{Counted, Engine, EngineEvents};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(super) enum ProtocolError {
+pub(crate) enum ProtocolError {
     #[error("empty frame")]
     Empty,
     #[error("unknown Engine.IO packet type {0:?}")]
@@ -23,11 +24,16 @@ pub(super) enum ProtocolError {
     Open(String),
     #[error("malformed {what}: {detail}")]
     Payload { what: &'static str, detail: String },
+    #[error(
+        "server_stats without per-namespace counts: the app's @socket.io/admin-ui is older \
+         than 0.4.0; upgrade it to 0.4.0 or later (npm install @socket.io/admin-ui@latest)"
+    )]
+    OldAdminUi,
 }
 
 /// An Engine.IO packet, borrowing the frame.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum EnginePacket<'a> {
+pub(crate) enum EnginePacket<'a> {
     Open(Handshake),
     Close,
     Ping,
@@ -39,12 +45,15 @@ pub(super) enum EnginePacket<'a> {
 
 /// What the server says in its open packet that matters to a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Handshake {
+pub(crate) struct Handshake {
     pub(super) ping_interval: Duration,
     pub(super) ping_timeout: Duration,
 }
 
-pub(super) fn parse_engine(frame: &str) -> Result<EnginePacket<'_>, ProtocolError> {
+/// The longest ping interval or timeout taken from a server's open packet.
+const MAX_HEARTBEAT_MS: u64 = 3_600_000;
+
+pub(crate) fn parse_engine(frame: &str) -> Result<EnginePacket<'_>, ProtocolError> {
     let mut chars = frame.chars();
     let kind = chars.next().ok_or(ProtocolError::Empty)?;
     let rest = chars.as_str();
@@ -68,14 +77,16 @@ fn parse_open(json: &str) -> Result<Handshake, ProtocolError> {
         ping_timeout: u64,
     }
     let open: Open = serde_json::from_str(json).map_err(|e| ProtocolError::Open(e.to_string()))?;
+    // A server may announce any number; past an hour it only delays noticing a dead one,
+    // and far past it `now + interval` would overflow.
     Ok(Handshake {
-        ping_interval: Duration::from_millis(open.ping_interval),
-        ping_timeout: Duration::from_millis(open.ping_timeout),
+        ping_interval: Duration::from_millis(open.ping_interval.min(MAX_HEARTBEAT_MS)),
+        ping_timeout: Duration::from_millis(open.ping_timeout.min(MAX_HEARTBEAT_MS)),
     })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum PacketType {
+pub(crate) enum PacketType {
     Connect,
     Disconnect,
     Event,
@@ -87,14 +98,14 @@ pub(super) enum PacketType {
 
 /// A Socket.IO packet, borrowing the frame.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Packet<'a> {
-    pub(super) kind: PacketType,
-    pub(super) namespace: &'a str,
+pub(crate) struct Packet<'a> {
+    pub(crate) kind: PacketType,
+    pub(crate) namespace: &'a str,
     /// The JSON payload, possibly empty.
-    pub(super) data: &'a str,
+    pub(crate) data: &'a str,
 }
 
-pub(super) fn parse_packet(message: &str) -> Result<Packet<'_>, ProtocolError> {
+pub(crate) fn parse_packet(message: &str) -> Result<Packet<'_>, ProtocolError> {
     let mut chars = message.chars();
     let kind = match chars.next().ok_or(ProtocolError::Empty)? {
         '0' => PacketType::Connect,
@@ -132,12 +143,12 @@ pub(super) fn parse_packet(message: &str) -> Result<Packet<'_>, ProtocolError> {
 }
 
 /// The CONNECT frame for `namespace` with an auth payload: `40/admin,{...}`.
-pub(super) fn connect_frame(namespace: &str, auth: &serde_json::Value) -> String {
+pub(crate) fn connect_frame(namespace: &str, auth: &serde_json::Value) -> String {
     format!("4{}", with_namespace('0', namespace, &auth.to_string()))
 }
 
 /// The DISCONNECT frame for `namespace`: `41/admin,`.
-pub(super) fn disconnect_frame(namespace: &str) -> String {
+pub(crate) fn disconnect_frame(namespace: &str) -> String {
     format!("4{}", with_namespace('1', namespace, ""))
 }
 
@@ -150,7 +161,7 @@ fn with_namespace(kind: char, namespace: &str, data: &str) -> String {
 }
 
 /// The message of a CONNECT_ERROR payload (`{"message":"invalid credentials"}`).
-pub(super) fn connect_error_message(data: &str) -> String {
+pub(crate) fn connect_error_message(data: &str) -> String {
     #[derive(Deserialize)]
     struct ConnectError {
         message: String,
@@ -162,7 +173,7 @@ pub(super) fn connect_error_message(data: &str) -> String {
 }
 
 /// An EVENT payload: the event name and its first argument, unparsed.
-pub(super) fn parse_event(data: &str) -> Result<(String, Option<&RawValue>), ProtocolError> {
+pub(crate) fn parse_event(data: &str) -> Result<(String, Option<&RawValue>), ProtocolError> {
     let parts: Vec<&RawValue> = serde_json::from_str(data).map_err(|e| ProtocolError::Payload {
         what: "event",
         detail: e.to_string(),
@@ -180,10 +191,10 @@ pub(super) fn parse_event(data: &str) -> Result<(String, Option<&RawValue>), Pro
 }
 
 /// admin-ui's `server_stats` argument, the fields this exporter reads.
-#[derive(Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct ServerStats {
-    pub(super) server_id: String,
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ServerStats {
+    /// `None` when admin-ui sent an empty `serverId`: the exporter's own server.
+    pub(super) server_id: Option<String>,
     /// Absent when the server has no engine (admin-ui omits the key then).
     pub(super) clients_count: Option<u64>,
     /// Engine clients on HTTP long-polling; absent before admin-ui 0.5.
@@ -191,6 +202,17 @@ pub(super) struct ServerStats {
     /// Engine events since the previous `server_stats`; absent before admin-ui 0.5.
     pub(super) aggregated_events: Option<Vec<AggregatedEvent>>,
     pub(super) namespaces: Vec<NamespaceStats>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawServerStats {
+    server_id: String,
+    clients_count: Option<u64>,
+    polling_clients_count: Option<u64>,
+    aggregated_events: Option<Vec<AggregatedEvent>>,
+    /// Absent before admin-ui 0.4.0.
+    namespaces: Option<Vec<NamespaceStats>>,
 }
 
 /// One bucket of admin-ui's event buffer: `count` events of `type` (and `subType`, the
@@ -206,18 +228,34 @@ pub(super) struct AggregatedEvent {
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct NamespaceStats {
+pub(crate) struct NamespaceStats {
     pub(super) name: String,
     pub(super) sockets_count: u64,
 }
 
-pub(super) fn parse_server_stats(json: &RawValue) -> Result<ServerStats, ProtocolError> {
-    serde_json::from_str(json.get()).map_err(|e| ProtocolError::Payload {
+pub(crate) fn parse_server_stats(json: &RawValue) -> Result<ServerStats, ProtocolError> {
+    let payload = |detail: String| ProtocolError::Payload {
         what: "server_stats",
-        detail: e.to_string(),
+        detail,
+    };
+    let raw: RawServerStats =
+        serde_json::from_str(json.get()).map_err(|e| payload(e.to_string()))?;
+    let namespaces = raw.namespaces.ok_or(ProtocolError::OldAdminUi)?;
+    for namespace in &namespaces {
+        check_count(namespace.sockets_count)
+            .map_err(|e| payload(format!("namespace {:?}: {e}", namespace.name)))?;
+    }
+    if let Some(clients) = raw.clients_count {
+        check_count(clients).map_err(|e| payload(format!("clientsCount: {e}")))?;
+    }
+    Ok(ServerStats {
+        server_id: Some(raw.server_id).filter(|id| !id.is_empty()),
+        clients_count: raw.clients_count,
+        polling_clients_count: raw.polling_clients_count,
+        aggregated_events: raw.aggregated_events,
+        namespaces,
     })
 }
-
 impl ServerStats {
     /// The Engine.IO part, `None` when the server sends neither field.
     pub(super) fn engine(&self) -> Option<Engine> {
@@ -271,6 +309,15 @@ mod tests {
             })
         );
         assert!(matches!(parse_engine("0{}"), Err(ProtocolError::Open(_))));
+        let absurd = r#"0{"pingInterval":18446744073709551615,"pingTimeout":18446744073709551615}"#;
+        let EnginePacket::Open(handshake) = parse_engine(absurd).unwrap() else {
+            panic!("an open packet")
+        };
+        assert_eq!(
+            handshake.ping_interval,
+            Duration::from_secs(3600),
+            "no overflow later"
+        );
     }
 
     #[test]
@@ -301,7 +348,7 @@ mod tests {
         let (name, arg) = parse_event(event.data).unwrap();
         assert_eq!(name, "server_stats");
         let stats = parse_server_stats(arg.unwrap()).unwrap();
-        assert_eq!(stats.server_id, "test-1");
+        assert_eq!(stats.server_id.as_deref(), Some("test-1"));
         assert_eq!(stats.clients_count, Some(4));
         assert_eq!(
             stats.namespaces[1],
@@ -314,50 +361,6 @@ mod tests {
         let disconnect = parse_packet("1/admin,").unwrap();
         assert_eq!(disconnect.kind, PacketType::Disconnect);
         assert_eq!(disconnect.data, "");
-    }
-
-    fn stats(json: &str) -> ServerStats {
-        parse_server_stats(&RawValue::from_string(json.into()).unwrap()).unwrap()
-    }
-
-    #[test]
-    fn engine_buckets_sum_per_type_and_reason() {
-        // As captured from admin-ui 0.5.1, plus a second second's buckets.
-        let stats = stats(
-            r#"{"serverId":"test-1","clientsCount":4,"pollingClientsCount":1,"aggregatedEvents":[{"timestamp":1795636960000,"type":"rawConnection","count":4},{"timestamp":1795636960000,"type":"packetsIn","count":5},{"timestamp":1795636960000,"type":"bytesIn","count":65},{"timestamp":1795636961000,"type":"rawDisconnection","subType":"transport close","count":1},{"timestamp":1795636961000,"type":"packetsOut","count":2},{"timestamp":1795636961000,"type":"bytesOut","count":30},{"timestamp":1795636961000,"type":"rawConnection","count":1},{"timestamp":1795636961000,"type":"somethingNew","count":9}],"namespaces":[]}"#,
-        );
-        let engine = stats.engine().unwrap();
-        assert_eq!(engine.polling_clients, Some(1));
-        assert_eq!(
-            engine.events,
-            Some(Counted::SincePrevious(EngineEvents {
-                connections: 5,
-                disconnections: vec![("transport close".into(), 1)],
-                packets_in: 5,
-                packets_out: 2,
-                bytes_in: 65,
-                bytes_out: 30,
-            }))
-        );
-    }
-
-    #[test]
-    fn engine_fields_a_server_does_not_send_stay_unknown() {
-        let old = stats(r#"{"serverId":"a","clientsCount":1,"namespaces":[]}"#);
-        assert_eq!(old.engine(), None);
-        let no_events = stats(r#"{"serverId":"a","pollingClientsCount":0,"namespaces":[]}"#);
-        assert_eq!(
-            no_events.engine(),
-            Some(Engine {
-                polling_clients: Some(0),
-                events: None
-            })
-        );
-        let quiet = stats(r#"{"serverId":"a","aggregatedEvents":[],"namespaces":[]}"#);
-        assert_eq!(
-            quiet.engine().unwrap().events,
-            Some(Counted::SincePrevious(EngineEvents::default()))
-        );
     }
 
     #[test]
@@ -400,5 +403,78 @@ mod tests {
             parse_packet("9").unwrap_err(),
             ProtocolError::SocketType('9')
         );
+    }
+
+    fn stats(json: &str) -> Result<ServerStats, ProtocolError> {
+        parse_server_stats(&serde_json::value::RawValue::from_string(json.into()).unwrap())
+    }
+
+    fn stats_ok(json: &str) -> ServerStats {
+        stats(json).unwrap()
+    }
+
+    #[test]
+    fn engine_buckets_sum_per_type_and_reason() {
+        // As captured from admin-ui 0.5.1, plus a second second's buckets.
+        let stats = stats_ok(
+            r#"{"serverId":"test-1","clientsCount":4,"pollingClientsCount":1,"aggregatedEvents":[{"timestamp":1795636960000,"type":"rawConnection","count":4},{"timestamp":1795636960000,"type":"packetsIn","count":5},{"timestamp":1795636960000,"type":"bytesIn","count":65},{"timestamp":1795636961000,"type":"rawDisconnection","subType":"transport close","count":1},{"timestamp":1795636961000,"type":"packetsOut","count":2},{"timestamp":1795636961000,"type":"bytesOut","count":30},{"timestamp":1795636961000,"type":"rawConnection","count":1},{"timestamp":1795636961000,"type":"somethingNew","count":9}],"namespaces":[]}"#,
+        );
+        let engine = stats.engine().unwrap();
+        assert_eq!(engine.polling_clients, Some(1));
+        assert_eq!(
+            engine.events,
+            Some(Counted::SincePrevious(EngineEvents {
+                connections: 5,
+                disconnections: vec![("transport close".into(), 1)],
+                packets_in: 5,
+                packets_out: 2,
+                bytes_in: 65,
+                bytes_out: 30,
+            }))
+        );
+    }
+
+    #[test]
+    fn engine_fields_a_server_does_not_send_stay_unknown() {
+        let old = stats_ok(r#"{"serverId":"a","clientsCount":1,"namespaces":[]}"#);
+        assert_eq!(old.engine(), None);
+        let no_events = stats_ok(r#"{"serverId":"a","pollingClientsCount":0,"namespaces":[]}"#);
+        assert_eq!(
+            no_events.engine(),
+            Some(Engine {
+                polling_clients: Some(0),
+                events: None
+            })
+        );
+        let quiet = stats_ok(r#"{"serverId":"a","aggregatedEvents":[],"namespaces":[]}"#);
+        assert_eq!(
+            quiet.engine().unwrap().events,
+            Some(Counted::SincePrevious(EngineEvents::default()))
+        );
+    }
+
+    #[test]
+    fn admin_ui_before_0_4_is_named_with_its_fix() {
+        // admin-ui 0.2/0.3 send clientsCount but no namespaces.
+        let error = stats(r#"{"serverId":"a","clientsCount":3,"pollingClientsCount":0}"#);
+        assert_eq!(error.unwrap_err(), ProtocolError::OldAdminUi);
+        assert!(
+            ProtocolError::OldAdminUi
+                .to_string()
+                .contains("0.4.0 or later")
+        );
+    }
+
+    #[test]
+    fn huge_counts_and_empty_server_ids() {
+        let huge = stats(
+            r#"{"serverId":"a","namespaces":[{"name":"/","socketsCount":18446744073709551615}]}"#,
+        );
+        assert!(
+            matches!(huge, Err(ProtocolError::Payload { .. })),
+            "{huge:?}"
+        );
+        let empty = stats(r#"{"serverId":"","namespaces":[]}"#).unwrap();
+        assert_eq!(empty.server_id, None);
     }
 }

@@ -8,7 +8,9 @@
 const fs = require("node:fs");
 const http = require("node:http");
 const https = require("node:https");
-const { Server } = require("socket.io");
+// TEST_APP_SOCKETIO=socket.io-v3 runs the same app on socket.io 3.1 (an npm alias in
+// package.json), for the compatibility test over pinned versions.
+const { Server } = require(process.env.TEST_APP_SOCKETIO || "socket.io");
 const { instrument } = require("@socket.io/admin-ui");
 const bcrypt = require("bcryptjs");
 // The repo's own reporter, required by path: it has no npm dependencies.

@@ -65,6 +65,18 @@ pub fn throughout(duration: Duration, mut check: impl FnMut() -> Result<(), Stri
     }
 }
 
+/// Scrapes `exporter` until `check` holds (or panics after 8 s, showing the last scrape).
+pub fn wait_for(exporter: &Exporter, what: &str, check: impl Fn(&Scrape) -> bool) -> Scrape {
+    eventually(Duration::from_secs(8), || {
+        let scrape = exporter.scrape();
+        if check(&scrape) {
+            Ok(scrape)
+        } else {
+            Err(format!("{what}:\n{}", scrape.text))
+        }
+    })
+}
+
 /// Lines a child writes, collected by a thread.
 pub fn collect_lines(
     stream: impl Read + Send + 'static,
@@ -127,10 +139,15 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus>
 
 /// Runs `node args...` in the test app's directory; returns it, its further stdout lines,
 /// and its first one, the JSON line it prints once it listens.
-fn start_node(args: &[&str], within: Duration) -> (Child, Receiver<String>, Value) {
+fn start_node(
+    args: &[&str],
+    env: &[(&str, &str)],
+    within: Duration,
+) -> (Child, Receiver<String>, Value) {
     let mut child = Command::new("node")
         .current_dir(app_dir())
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -162,13 +179,24 @@ impl App {
     }
 
     pub fn start_with(server_id: &str, port: u16, extra: &[&str]) -> App {
+        App::spawn(server_id, port, extra, "socket.io")
+    }
+
+    /// The app on another pinned socket.io, an npm alias in `tests/app/package.json`
+    /// (e.g. `socket.io-v3`).
+    pub fn start_on(server_id: &str, socketio: &str) -> App {
+        App::spawn(server_id, 0, &[], socketio)
+    }
+
+    fn spawn(server_id: &str, port: u16, extra: &[&str], socketio: &str) -> App {
         let namespaces = json!(["/chat", "/notifications", WEIRD_NAMESPACE]).to_string();
         let port = port.to_string();
         let mut args = vec!["server.js", "--port", &port, "--server-id", server_id];
         args.extend(["--namespaces", &namespaces]);
         args.extend(["--ping-interval", "1000", "--ping-timeout", "1000"]);
         args.extend(extra);
-        let (child, _, listening) = start_node(&args, START_TIMEOUT);
+        let (child, _, listening) =
+            start_node(&args, &[("TEST_APP_SOCKETIO", socketio)], START_TIMEOUT);
         App {
             child,
             port: listening["port"].as_u64().unwrap() as u16,
@@ -448,6 +476,11 @@ impl Exporter {
             .iter()
             .map(|line| serde_json::from_str(line).unwrap_or_else(|_| json!({ "raw": line })))
             .collect()
+    }
+
+    /// The exporter's process id, e.g. to read its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -37,7 +37,7 @@ impl NodeCluster {
     pub fn start(workers: usize, redis_url: &str) -> NodeCluster {
         let workers = workers.to_string();
         let args = ["cluster.js", "--workers", &workers, "--redis", redis_url];
-        let (child, lines, listening) = start_node(&args, START_TIMEOUT * 2);
+        let (child, lines, listening) = start_node(&args, &[], START_TIMEOUT * 2);
         NodeCluster {
             child,
             port: listening["port"].as_u64().unwrap() as u16,
