@@ -15,8 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Clients, Exporter, Scrape, admin_config, collect_lines, config, eventually, first_line,
-    http_get,
+    Clients, Exporter, Scrape, admin_config, collect_lines, eventually, first_line, http_get,
 };
 
 const ROUTE: &str = "/api/admin/monitoring/dashboard";
@@ -239,9 +238,15 @@ fn saving_pages_and_the_api_route_in_dev_mode_keeps_every_count_exact() {
     // admin-ui's serverId and the route's serverId.
     let admin = Exporter::start(&admin_config(&app.url(), ""));
     // The route counts every namespace, admin-ui's too, where the other exporter is the
-    // one socket. Its timeout covers a recompile after a save.
-    let http_json = Exporter::start(&config(&format!(
-        r#"[[sources]]
+    // one socket. Its timeout covers a recompile after a save; interval + timeout must stay
+    // below stale_after.
+    let http_json = Exporter::start(&format!(
+        r#"environment = "test"
+[sync]
+interval_secs = 1
+stale_after_secs = 8
+
+[[sources]]
 type = "http_json"
 endpoint = "{}{ROUTE}"
 interval_secs = 0.5
@@ -250,7 +255,7 @@ namespaces_pointer = "/socketio/namespaces"
 clients_pointer = "/socketio/engineClients"
 server_id_pointer = "/serverId""#,
         app.url()
-    )));
+    ));
     let mut with_admin = sockets.clone();
     with_admin.insert("/admin".to_owned(), 1);
     let watched = [
