@@ -67,7 +67,7 @@ view() {
     END {
       if (!found) print "(no connection series: the source is not up yet, so nothing is claimed)"
       printf "\nengine clients (incl. the exporter): %s   source up: %s\n", clients == "" ? "-" : clients, up == "" ? "-" : up
-      print "(/metrics trails the app by up to 4 s: admin-ui reports every 2 s, the exporter syncs every 2 s)"
+      print "(/metrics trails the app by up to 2 s: admin-ui reports every 2 s, and the exporter publishes each report at once)"
     }' <<<"$metrics"
 }
 
