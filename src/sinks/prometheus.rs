@@ -34,21 +34,19 @@ pub(crate) fn render(snapshot: &Arc<Snapshot>, telemetry: &Telemetry) -> String 
 pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
     let env = snapshot.environment.as_str();
 
-    let mut family = Family::start(out, &CONNECTIONS);
+    let mut family = Family::start(out, &CONNECTIONS).fixed("environment", env);
     for c in &snapshot.connections {
         family
             .sample()
-            .label("environment", env)
             .label("namespace", &c.namespace)
             .label_opt("server", c.server.as_deref())
             .value(c.sockets);
     }
 
-    let mut family = Family::start(out, &CLIENTS);
+    let mut family = Family::start(out, &CLIENTS).fixed("environment", env);
     for c in &snapshot.clients {
         family
             .sample()
-            .label("environment", env)
             .label_opt("server", c.server.as_deref())
             .value(c.clients);
     }
@@ -93,12 +91,11 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
 /// The Engine.IO families: one sample per server label that reports each part.
 fn render_engine(snapshot: &Snapshot, out: &mut String) {
     let env = snapshot.environment.as_str();
-    let mut family = Family::start(out, &POLLING_CLIENTS);
+    let mut family = Family::start(out, &POLLING_CLIENTS).fixed("environment", env);
     for e in &snapshot.engine {
         if let Some(n) = e.polling_clients {
             family
                 .sample()
-                .label("environment", env)
                 .label_opt("server", e.server.as_deref())
                 .value(n);
         }
@@ -109,20 +106,18 @@ fn render_engine(snapshot: &Snapshot, out: &mut String) {
             .iter()
             .filter_map(|e| Some((e.server.as_deref(), e.counters.as_ref()?)))
     };
-    let mut family = Family::start(out, &ENGINE_CONNECTIONS);
+    let mut family = Family::start(out, &ENGINE_CONNECTIONS).fixed("environment", env);
     for (server, c) in counted() {
         family
             .sample()
-            .label("environment", env)
             .label_opt("server", server)
             .value(c.connections);
     }
-    let mut family = Family::start(out, &ENGINE_DISCONNECTIONS);
+    let mut family = Family::start(out, &ENGINE_DISCONNECTIONS).fixed("environment", env);
     for (server, c) in counted() {
         for (reason, n) in c.disconnections() {
             family
                 .sample()
-                .label("environment", env)
                 .label_opt("server", server)
                 .label("reason", reason)
                 .value(n);
@@ -134,12 +129,11 @@ fn render_engine(snapshot: &Snapshot, out: &mut String) {
         (&BYTES, |c| [("in", c.bytes_in), ("out", c.bytes_out)]),
     ];
     for (metric, directions) in families {
-        let mut family = Family::start(out, metric);
+        let mut family = Family::start(out, metric).fixed("environment", env);
         for (server, c) in counted() {
             for (direction, n) in directions(c) {
                 family
                     .sample()
-                    .label("environment", env)
                     .label_opt("server", server)
                     .label("direction", direction)
                     .value(n);
@@ -162,10 +156,13 @@ fn per_source(
 }
 
 /// Writes one family: its `HELP` and `TYPE` lines, then its samples, the name written
-/// once in the metric table and carried into every sample.
+/// once in the metric table and carried into every sample. Labels every sample of the
+/// family has with the same value (`environment`) are written once into its prefix.
 struct Family<'a> {
     out: &'a mut String,
-    name: &'static str,
+    /// The name and the fixed labels, ready to start each sample.
+    prefix: String,
+    fixed: usize,
 }
 
 impl<'a> Family<'a> {
@@ -179,15 +176,23 @@ impl<'a> Family<'a> {
         );
         Family {
             out,
-            name: metric.name,
+            prefix: metric.name.to_owned(),
+            fixed: 0,
         }
     }
 
+    /// A label with the same value on every sample of the family.
+    fn fixed(mut self, name: &str, value: &str) -> Self {
+        push_label(&mut self.prefix, self.fixed, name, value);
+        self.fixed += 1;
+        self
+    }
+
     fn sample(&mut self) -> Sample<'_> {
-        self.out.push_str(self.name);
+        self.out.push_str(&self.prefix);
         Sample {
             out: self.out,
-            labels: 0,
+            labels: self.fixed,
         }
     }
 }
@@ -200,11 +205,7 @@ struct Sample<'a> {
 
 impl Sample<'_> {
     fn label(mut self, name: &str, value: &str) -> Self {
-        self.out.push(if self.labels == 0 { '{' } else { ',' });
-        self.out.push_str(name);
-        self.out.push_str("=\"");
-        escape(self.out, value);
-        self.out.push('"');
+        push_label(self.out, self.labels, name, value);
         self.labels += 1;
         self
     }
@@ -222,6 +223,15 @@ impl Sample<'_> {
         }
         let _ = writeln!(self.out, " {value}");
     }
+}
+
+/// Appends `name="value"`, opening the label set when it is the first.
+fn push_label(out: &mut String, before: usize, name: &str, value: &str) {
+    out.push(if before == 0 { '{' } else { ',' });
+    out.push_str(name);
+    out.push_str("=\"");
+    escape(out, value);
+    out.push('"');
 }
 
 /// Escapes a label value: backslash, double quote and line feed; everything else is UTF-8 as is.
