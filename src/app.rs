@@ -110,11 +110,18 @@ pub async fn run(config: Config, cli: &Cli) -> anyhow::Result<()> {
     shutdown(cancel, tasks, reloader.into_otlp()).await;
     match stopped {
         None => Ok(()),
-        Some(Err(e)) if e.is_panic() => Err(anyhow::anyhow!(
+        Some(ended) => Err(sync_loop_ended(ended)),
+    }
+}
+
+/// Why the sync loop ended before it was cancelled (a bug): the exporter exits with it.
+fn sync_loop_ended(ended: Result<(), tokio::task::JoinError>) -> anyhow::Error {
+    match ended {
+        Err(e) if e.is_panic() => anyhow::anyhow!(
             "the sync loop panicked ({}); exiting so that the exporter is restarted",
             crate::sources::panic_message(e.into_panic())
-        )),
-        Some(_) => Err(anyhow::anyhow!("the sync loop stopped unexpectedly")),
+        ),
+        _ => anyhow::anyhow!("the sync loop stopped unexpectedly"),
     }
 }
 

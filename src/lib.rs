@@ -3,8 +3,9 @@
 //!
 //! Data flows `sources → reconcile → snapshot → sinks`: sources send `update::Update`s to
 //! the sync loop, which publishes an immutable `snapshot::Snapshot` that the sinks render.
-//! The binary needs [`run`], [`Cli`] and [`Config`]; the benchmarks reach the pure core
-//! through [`bench`]. Everything else is private to the crate.
+//! The binary needs [`run`], [`Cli`], [`Config`] and [`check_web_config`]; the benchmarks
+//! reach the pure core through [`bench`], the fuzz targets the parsers through [`fuzz`].
+//! Everything else is private to the crate.
 
 mod app;
 mod backoff;
