@@ -67,12 +67,6 @@ pub async fn run(config: Config, cli: &Cli) -> anyhow::Result<()> {
     };
     let sync_loop = tasks.spawn(reconcile::run(sync, cancel.clone()));
     let otlp = reload::start_otlp(&config, snapshot.clone(), &telemetry)?;
-    let options = reload::Options {
-        path: cli.config.clone(),
-        listen: cli.listen,
-        watch: cli.config_watch,
-        lifecycle: cli.web_enable_lifecycle,
-    };
     let (landing_tx, landing) = watch::channel(landing::page(&config));
     let running = reload::Running {
         config,
@@ -83,7 +77,7 @@ pub async fn run(config: Config, cli: &Cli) -> anyhow::Result<()> {
         telemetry: telemetry.clone(),
         landing: landing_tx,
     };
-    let (mut reloader, reload) = Reloader::new(options, running)?;
+    let (mut reloader, reload) = Reloader::new(reload::Options::from(cli), running)?;
     let state = State {
         snapshot,
         telemetry,

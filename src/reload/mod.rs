@@ -19,6 +19,7 @@ use tokio::signal::unix::{Signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub(crate) use self::sources::{PushSlot, Sources};
+use crate::cli::Cli;
 use crate::config::{Config, ConfigError};
 use crate::fs_watch::{self, Watcher};
 use crate::reconcile::{Layout, SourceInput};
@@ -44,6 +45,17 @@ pub(crate) struct Options {
     pub watch: bool,
     /// `--web.enable-lifecycle`: `POST /-/reload` is allowed.
     pub lifecycle: bool,
+}
+
+impl From<&Cli> for Options {
+    fn from(cli: &Cli) -> Options {
+        Options {
+            path: cli.config.clone(),
+            listen: cli.listen,
+            watch: cli.config_watch,
+            lifecycle: cli.web_enable_lifecycle,
+        }
+    }
 }
 
 type Reply = oneshot::Sender<Result<(), String>>;
