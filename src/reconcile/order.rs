@@ -174,7 +174,9 @@ impl Received {
         if order.early.len() >= MAX_KEPT {
             self.release(true, now);
         }
-        let order = self.order.as_mut().expect("ordered");
+        let Some(order) = self.order.as_mut() else {
+            return Moved::Skipped;
+        };
         // At or before the last event the counts include: in them already, or given up.
         if seq.n <= order.seq || order.early.contains_key(&seq.n) {
             return Moved::Skipped;

@@ -4,7 +4,7 @@
 //! bcrypt (~70 ms at cost 10) every time.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use base64::Engine as _;
 use hyper::header::HeaderValue;
@@ -39,7 +39,12 @@ impl BasicAuth {
         let known = users.get(&user);
         let hash = known.map_or(FAKE_HASH, String::as_str).to_owned();
         let key = digest(&user, &hash, &password);
-        let cached = self.cache.lock().expect("auth cache").get(&key).copied();
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .copied();
         let matches = match cached {
             Some(matches) => matches,
             None => {
@@ -58,7 +63,7 @@ impl BasicAuth {
     }
 
     fn remember(&self, key: Digest, matches: bool) {
-        let mut cache = self.cache.lock().expect("auth cache");
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= CACHE_SIZE {
             for _ in 0..CACHE_SIZE / 10 {
                 let victim = cache.keys().nth(fastrand::usize(..cache.len())).copied();

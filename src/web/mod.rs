@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use hyper::header::{HeaderName, HeaderValue};
@@ -103,7 +103,7 @@ impl Web {
 
     /// The web config in force, read again first if one of its files changed.
     pub(crate) fn current(&self) -> Arc<Loaded> {
-        let mut current = self.current.lock().expect("web config");
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(path) = &self.path else {
             return current.loaded.clone();
         };

@@ -4,7 +4,7 @@
 //! gzip when the scraper accepts it, as Prometheus does.
 
 use std::io::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -65,7 +65,7 @@ impl ScrapeCache {
     }
 
     fn body(&self, snapshot: Arc<Snapshot>, telemetry: &Telemetry, gzip: bool) -> Bytes {
-        let mut last = self.last.lock().expect("scrape cache");
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let changes = telemetry.changes();
         let fresh = last.as_ref().is_some_and(|r| {
             Arc::ptr_eq(&r.snapshot, &snapshot)
