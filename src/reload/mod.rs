@@ -161,7 +161,7 @@ impl Reloader {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
-        let watcher = fs_watch::directory(directory, WATCH_DEBOUNCE, changed);
+        let watcher = fs_watch::directory(directory, WATCH_DEBOUNCE, changed, None);
         match &watcher {
             Some(_) => tracing::info!(file = %path.display(), "watching the config file"),
             None => tracing::warn!(

@@ -3,12 +3,14 @@
 //!
 //! The directory is watched with inotify (debounced) for prompt updates and re-scanned every
 //! sync interval as well, so atomic write-then-rename, deletion and re-creation of the file or
-//! of the directory, and filesystems without inotify all work. A file that cannot be read
+//! of the directory, and filesystems without inotify all work. The files inotify names are
+//! stat'ed on the next pass whatever the size of the directory (see `scan`). A file that cannot be read
 //! as a report never becomes truth: the last good report stays until it is stale.
 
 mod config;
 mod scan;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -17,7 +19,7 @@ pub(crate) use self::config::Config;
 use self::scan::Found;
 pub use self::scan::Scanner;
 use super::context::{SourceContext, SourceType};
-use crate::fs_watch::{self, Watcher};
+use crate::fs_watch::{self, Noticed, Watcher};
 use crate::update::{Event, Reason, Silence};
 
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -48,6 +50,7 @@ impl SourceType for Config {
         cx.send(Event::Connected).await;
 
         let (wake_tx, mut wake) = mpsc::channel::<()>(1);
+        let noticed = Arc::new(Noticed::default());
         let mut watcher: Option<Watcher> = None;
         let mut tick = tokio::time::interval(cx.sync.interval);
         loop {
@@ -58,7 +61,8 @@ impl SourceType for Config {
             }
             // (Re)watch the directory: it may have been created or replaced since.
             if watcher.is_none() {
-                watcher = fs_watch::directory(&directory, DEBOUNCE, wake_tx.clone());
+                let names = Some(Arc::clone(&noticed));
+                watcher = fs_watch::directory(&directory, DEBOUNCE, wake_tx.clone(), names);
             }
             if !directory.is_dir() {
                 watcher = None;
@@ -67,8 +71,9 @@ impl SourceType for Config {
             let Some(mut owned) = scanner.take() else {
                 return;
             };
+            let changed = noticed.take();
             let (owned, found) = match tokio::task::spawn_blocking(move || {
-                let found = owned.pass();
+                let found = owned.pass_noticing(&changed);
                 (owned, found)
             })
             .await
