@@ -65,3 +65,35 @@ impl Noticed {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_names_of_changed_entries_are_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wake_tx, mut wake) = mpsc::channel(1);
+        let noticed = Arc::new(Noticed::default());
+        let _watcher = directory(
+            dir.path(),
+            Duration::from_millis(20),
+            wake_tx,
+            Some(Arc::clone(&noticed)),
+        )
+        .expect("inotify watches a temporary directory");
+        std::fs::write(dir.path().join("pod-a.json.tmp"), b"{}").unwrap();
+        std::fs::rename(
+            dir.path().join("pod-a.json.tmp"),
+            dir.path().join("pod-a.json"),
+        )
+        .unwrap();
+        let woken = tokio::time::timeout(Duration::from_secs(10), wake.recv()).await;
+        assert_eq!(woken, Ok(Some(())));
+        let names = noticed.take();
+        assert!(names.contains(OsStr::new("pod-a.json")), "{names:?}");
+        assert!(noticed.take().is_empty(), "taken once");
+    }
+}
