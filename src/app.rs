@@ -78,12 +78,14 @@ pub async fn run(config: Config, cli: &Cli) -> anyhow::Result<()> {
         landing: landing_tx,
     };
     let (mut reloader, reload) = Reloader::new(reload::Options::from(cli), running)?;
+    let quit = CancellationToken::new();
     let state = State {
         snapshot,
         telemetry,
         ready,
         push,
         reload,
+        quit: cli.web_enable_lifecycle.then(|| quit.clone()),
         web,
         scrape: Arc::default(),
         landing,
@@ -98,6 +100,7 @@ pub async fn run(config: Config, cli: &Cli) -> anyhow::Result<()> {
             result?;
             None
         }
+        () = quit.cancelled() => None,
         () = reloader.run() => None,
         ended = sync_loop => Some(ended),
     };

@@ -39,7 +39,8 @@ pub struct Cli {
     #[arg(long = "config.watch", env = "SOCKETIO_EXPORTER_CONFIG_WATCH")]
     pub config_watch: bool,
 
-    /// Allow reloading the configuration with `POST /-/reload` (as Prometheus).
+    /// Allow `POST /-/reload` (reload the configuration) and `POST /-/quit` (shut down), as
+    /// Prometheus does.
     #[arg(
         long = "web.enable-lifecycle",
         env = "SOCKETIO_EXPORTER_WEB_ENABLE_LIFECYCLE"

@@ -1,4 +1,4 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/-/reload`, a landing page at
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/-/reload`, `/-/quit`, a landing page at
 //! `/`, and the push routes, on the main listener or on a push listener of their own. TLS,
 //! basic auth and extra headers come from the web layer (`web/`).
 
@@ -50,6 +50,8 @@ pub(crate) struct State {
     pub push: PushSlot,
     /// `POST /-/reload`, with `--web.enable-lifecycle`.
     pub reload: Option<ReloadHandle>,
+    /// `POST /-/quit`, with `--web.enable-lifecycle`: starts the shutdown a SIGTERM starts.
+    pub quit: Option<CancellationToken>,
     /// TLS, basic auth and extra headers.
     pub web: Arc<Web>,
     pub scrape: Arc<ScrapeCache>,
@@ -186,7 +188,7 @@ async fn route(
     if routes == Routes::PushOnly
         || !matches!(
             path,
-            "/" | "/metrics" | "/healthz" | "/readyz" | "/-/reload"
+            "/" | "/metrics" | "/healthz" | "/readyz" | "/-/reload" | "/-/quit"
         )
     {
         return text(StatusCode::NOT_FOUND, "not found\n");
@@ -203,6 +205,9 @@ async fn route(
     }
     if path == "/-/reload" {
         return reload(req.method(), state.reload.as_ref()).await;
+    }
+    if path == "/-/quit" {
+        return quit(req.method(), state.quit.as_ref());
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return not_allowed("GET, HEAD");
@@ -231,11 +236,9 @@ async fn route(
 /// `POST` or `PUT /-/reload`, answered as Prometheus does: 403 without
 /// `--web.enable-lifecycle`, and once reloaded, 200 or 500 with why it was refused.
 async fn reload(method: &Method, reload: Option<&ReloadHandle>) -> Response<Full<Bytes>> {
-    if !matches!(*method, Method::POST | Method::PUT) {
-        return not_allowed("POST, PUT");
-    }
-    let Some(reload) = reload else {
-        return text(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n");
+    let reload = match lifecycle(method, reload) {
+        Ok(reload) => reload,
+        Err(refused) => return refused,
     };
     match reload.reload().await {
         Ok(()) => text(StatusCode::OK, "config reloaded\n"),
@@ -246,6 +249,31 @@ async fn reload(method: &Method, reload: Option<&ReloadHandle>) -> Response<Full
             response
         }
     }
+}
+
+/// `POST` or `PUT /-/quit`, answered as Prometheus does: 403 without
+/// `--web.enable-lifecycle`, else 200 and the graceful shutdown begins.
+fn quit(method: &Method, quit: Option<&CancellationToken>) -> Response<Full<Bytes>> {
+    match lifecycle(method, quit) {
+        Ok(quit) => {
+            tracing::info!("shutting down: asked through /-/quit");
+            quit.cancel();
+            text(StatusCode::OK, "Requesting termination... Goodbye!\n")
+        }
+        Err(refused) => refused,
+    }
+}
+
+/// A lifecycle endpoint's handle, or the answer when the method is wrong or the lifecycle
+/// API is off.
+fn lifecycle<'a, T>(
+    method: &Method,
+    handle: Option<&'a T>,
+) -> Result<&'a T, Response<Full<Bytes>>> {
+    if !matches!(*method, Method::POST | Method::PUT) {
+        return Err(not_allowed("POST, PUT"));
+    }
+    handle.ok_or_else(|| text(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n"))
 }
 
 fn unauthorized() -> Response<Full<Bytes>> {

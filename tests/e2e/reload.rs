@@ -273,6 +273,33 @@ fn post_reload_needs_web_enable_lifecycle() {
 }
 
 #[test]
+fn post_quit_needs_web_enable_lifecycle_then_shuts_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plain = Exporter::start(&files_config(dir.path(), &["a"]));
+    let quit = |exporter: &Exporter| request(&exporter.addr, "POST", "/-/quit").unwrap();
+    assert_eq!(quit(&plain).0, 403, "as Prometheus without the flag");
+    assert_eq!(request(&plain.addr, "GET", "/-/quit").unwrap().0, 405);
+    assert!(plain.is_running());
+
+    let mut exporter = Exporter::start_with(
+        &files_config(dir.path(), &["a"]),
+        &[],
+        &["--web.enable-lifecycle"],
+    );
+    wait_for_connections(&exporter, &[("/a", 1)]);
+    let (status, body) = quit(&exporter);
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "Requesting termination... Goodbye!\n")
+    );
+    let exited = eventually(Duration::from_secs(10), || {
+        exporter.exit_status().ok_or("still running".to_string())
+    });
+    assert_eq!(exited.code(), Some(0), "a clean shutdown");
+    assert_eq!(exporter.logged("shutting down: asked through /-/quit"), 1);
+}
+
+#[test]
 fn config_watch_reloads_when_the_file_changes() {
     let dir = tempfile::tempdir().unwrap();
     let exporter = Exporter::start_with(
