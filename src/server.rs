@@ -238,7 +238,7 @@ async fn route(
 async fn reload(method: &Method, reload: Option<&ReloadHandle>) -> Response<Full<Bytes>> {
     let reload = match lifecycle(method, reload) {
         Ok(reload) => reload,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     match reload.reload().await {
         Ok(()) => text(StatusCode::OK, "config reloaded\n"),
@@ -260,7 +260,7 @@ fn quit(method: &Method, quit: Option<&CancellationToken>) -> Response<Full<Byte
             quit.cancel();
             text(StatusCode::OK, "Requesting termination... Goodbye!\n")
         }
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
@@ -269,11 +269,16 @@ fn quit(method: &Method, quit: Option<&CancellationToken>) -> Response<Full<Byte
 fn lifecycle<'a, T>(
     method: &Method,
     handle: Option<&'a T>,
-) -> Result<&'a T, Response<Full<Bytes>>> {
+) -> Result<&'a T, Box<Response<Full<Bytes>>>> {
     if !matches!(*method, Method::POST | Method::PUT) {
-        return Err(not_allowed("POST, PUT"));
+        return Err(Box::new(not_allowed("POST, PUT")));
     }
-    handle.ok_or_else(|| text(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n"))
+    handle.ok_or_else(|| {
+        Box::new(text(
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled.\n",
+        ))
+    })
 }
 
 fn unauthorized() -> Response<Full<Bytes>> {
