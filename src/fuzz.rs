@@ -42,7 +42,8 @@ pub fn socketio_frame(data: &[u8]) {
     };
     let _ = protocol::connect_error_message(packet.data);
     if let Ok((_, Some(argument))) = protocol::parse_event(packet.data) {
-        let _ = protocol::parse_server_stats(argument);
+        let _ = protocol::parse_server_stats(argument, |_| true);
+        let _ = protocol::parse_server_stats(argument, |id| id == Some("own"));
     }
 }
 

@@ -157,7 +157,7 @@ impl SourceInput {
     /// Whether counts of the server `id` (`None`: this exporter's own) are exported.
     pub(crate) fn in_scope(&self, id: &Option<String>) -> bool {
         self.scope
-            .includes(id.as_deref().unwrap_or(&self.own_server_id))
+            .includes_reported(id.as_deref(), &self.own_server_id)
     }
 
     fn server_id(&self, id: Option<String>) -> String {
