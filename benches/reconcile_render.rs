@@ -30,8 +30,8 @@ fn report(namespaces: usize) -> Event {
 
 /// One connected local-scope source with nothing in it yet.
 fn empty() -> Inputs {
-    Inputs {
-        sources: vec![SourceInput::empty(
+    Inputs::new(
+        vec![SourceInput::empty(
             "socketio_admin".into(),
             Scope::Local {
                 server_id: "pod-a".into(),
@@ -42,8 +42,8 @@ fn empty() -> Inputs {
                 max: 100_000,
             },
         )],
-        stale_after: Duration::from_secs(10),
-    }
+        Duration::from_secs(10),
+    )
 }
 
 /// The source holding one report of `namespaces` namespaces, and the instant it arrived:

@@ -39,10 +39,10 @@ pub async fn run(config: Config, cli: &Cli) -> anyhow::Result<()> {
     let listeners = Listeners::bind(config.listen, push_listen(&config), web.is_tls()).await?;
 
     let telemetry = telemetry(&config);
-    let inputs = Inputs {
-        sources: config.sources.iter().map(SourceInput::new).collect(),
-        stale_after: config.sync.stale_after,
-    };
+    let inputs = Inputs::new(
+        config.sources.iter().map(SourceInput::new).collect(),
+        config.sync.stale_after,
+    );
     let first = reconcile::reconcile(&config.environment, &inputs, tokio::time::Instant::now());
     let (publish, snapshot) = watch::channel(Arc::new(first));
     let ready = Readiness::default();

@@ -42,7 +42,8 @@ pub fn socketio_frame(data: &[u8]) {
     };
     let _ = protocol::connect_error_message(packet.data);
     if let Ok((_, Some(argument))) = protocol::parse_event(packet.data) {
-        let _ = protocol::parse_server_stats(argument);
+        let _ = protocol::parse_server_stats(argument, |_| true);
+        let _ = protocol::parse_server_stats(argument, |id| id == Some("own"));
     }
 }
 
@@ -65,10 +66,10 @@ pub fn report_json(data: &[u8]) {
     let scope = Scope::Local {
         server_id: own.clone(),
     };
-    let mut inputs = Inputs {
-        sources: vec![SourceInput::empty("fuzz".into(), scope, own, rules)],
-        stale_after: Duration::from_secs(10),
-    };
+    let mut inputs = Inputs::new(
+        vec![SourceInput::empty("fuzz".into(), scope, own, rules)],
+        Duration::from_secs(10),
+    );
     let at = Instant::now();
     inputs.apply(0, Event::Counts(report.clone()), at, now);
     let mut worker = report;

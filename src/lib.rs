@@ -43,4 +43,11 @@ pub mod bench {
     pub use crate::sources::Scope;
     pub use crate::sources::report_file::Scanner as ReportScanner;
     pub use crate::update::{Event, ServerCounts};
+
+    /// Parses a `server_stats` argument as a `socketio_admin` source does: in full when its
+    /// server is `in_scope`, else its id only. Returns the namespaces read.
+    pub fn parse_server_stats(json: &serde_json::value::RawValue, in_scope: bool) -> usize {
+        crate::sources::socketio_admin::protocol::parse_server_stats(json, |_| in_scope)
+            .map_or(0, |stats| stats.namespaces_read())
+    }
 }

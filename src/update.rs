@@ -167,6 +167,10 @@ pub enum Reason {
     NoReport,
     /// Counts of a server beyond the per-source cap on servers, dropped.
     TooManyServers,
+    /// An ordered connection event, or a report's comparison, that found all servers
+    /// together holding as many events for ordering as they may: its server's order is
+    /// given up (events still in its gaps are lost), as when its own buffer is full.
+    TooManyHeld,
     /// A `*.json` entry in a report directory that is not a regular file (a FIFO, a device,
     /// a directory, a dangling symlink), skipped.
     NotAFile,
@@ -197,6 +201,7 @@ impl Reason {
             Reason::Unauthorized => "unauthorized",
             Reason::NoReport => "no_report",
             Reason::TooManyServers => "too_many_servers",
+            Reason::TooManyHeld => "too_many_held",
             Reason::NotAFile => "not_a_file",
             Reason::Internal => "internal",
         }

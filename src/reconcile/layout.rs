@@ -62,10 +62,7 @@ mod tests {
     }
 
     fn counted(name: &str) -> SourceInput {
-        let mut inputs = Inputs {
-            sources: vec![input(name)],
-            stale_after: Duration::from_secs(10),
-        };
+        let mut inputs = Inputs::new(vec![input(name)], Duration::from_secs(10));
         let counts = ServerCounts {
             server_id: Some("s1".into()),
             clients: None,

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 
 use self::engine::EngineTotals;
 pub(crate) use self::layout::Layout;
-use self::order::{Moved, Order, Verdict};
+use self::order::{Budget, Moved, Order, Verdict};
 pub(crate) use self::sync_loop::{SyncLoop, run};
 use crate::namespaces::{Folded, NamespaceRules};
 use crate::snapshot::{
@@ -116,6 +116,10 @@ pub struct Applied {
     pub dropped: usize,
     /// A full report was refused, and why.
     pub refused: Option<Reason>,
+    /// Ordered connection events (or a report's comparison) that found every server's
+    /// buffers for ordering full together (see `order::MAX_KEPT_TOTAL`): their server's
+    /// order was given up, as when its own buffer is full.
+    pub over_budget: usize,
 }
 
 impl SourceInput {
@@ -157,7 +161,7 @@ impl SourceInput {
     /// Whether counts of the server `id` (`None`: this exporter's own) are exported.
     pub(crate) fn in_scope(&self, id: &Option<String>) -> bool {
         self.scope
-            .includes(id.as_deref().unwrap_or(&self.own_server_id))
+            .includes_reported(id.as_deref(), &self.own_server_id)
     }
 
     fn server_id(&self, id: Option<String>) -> String {
@@ -170,6 +174,7 @@ impl SourceInput {
         report: ServerCounts,
         now: Instant,
         wall: SystemTime,
+        budget: &mut Budget,
     ) -> Result<bool, Reason> {
         if !matches!(self.link, Link::Connected { .. }) {
             self.link = Link::Connected { since: now };
@@ -220,15 +225,18 @@ impl SourceInput {
             verdict: None,
         };
         let mut corrected = false;
+        let mut freed = 0;
         if let Some(mut previous) = self.servers.remove(&id) {
+            freed = previous.kept();
             if let Some(verdict) = previous.verdict.take() {
                 if verdict.judged_when_replaced(now) {
                     corrected |= self.judge(&id, verdict);
                 }
             }
-            received.verdict = received.follow(previous, report.seq, now);
+            received.verdict = received.follow(previous, report.seq, now, budget);
         }
         corrected |= self.judge_if_due(&id, &mut received, now);
+        budget.changed(freed, received.kept());
         if in_scope {
             self.last_success = Some(wall);
         }
@@ -346,9 +354,30 @@ impl SourceInput {
 pub struct Inputs {
     pub sources: Vec<SourceInput>,
     pub stale_after: Duration,
+    /// The events all sources' servers keep for ordering, together.
+    budget: Budget,
 }
 
 impl Inputs {
+    /// The sources' inputs, holding no event for ordering yet.
+    pub fn new(sources: Vec<SourceInput>, stale_after: Duration) -> Inputs {
+        Inputs {
+            sources,
+            stale_after,
+            budget: Budget::default(),
+        }
+    }
+
+    /// Prunes every source (see [`SourceInput::prune`]), and counts again the events their
+    /// servers keep, so the servers that left give their share of the budget back.
+    pub fn prune(&mut self, now: Instant) {
+        for source in &mut self.sources {
+            source.prune(now, self.stale_after);
+        }
+        let servers = self.sources.iter().flat_map(|s| s.servers.values());
+        self.budget.recount(servers);
+    }
+
     /// Applies one event from source `index`, received at `now` (`wall` for timestamps).
     pub fn apply(&mut self, index: usize, event: Event, now: Instant, wall: SystemTime) -> Applied {
         let Some(source) = self.sources.get_mut(index) else {
@@ -368,15 +397,17 @@ impl Inputs {
                 source.engine.remove(&id);
             }
             Event::Counts(counts) => {
-                return match source.take_counts(counts, now, wall) {
-                    Ok(corrected) => Applied {
-                        corrected,
-                        ..Applied::default()
-                    },
-                    Err(reason) => Applied {
-                        refused: Some(reason),
-                        ..Applied::default()
-                    },
+                let taken = source.take_counts(counts, now, wall, &mut self.budget);
+                let over_budget = self.budget.take_overflows();
+                let (corrected, refused) = match taken {
+                    Ok(corrected) => (corrected, None),
+                    Err(reason) => (false, Some(reason)),
+                };
+                return Applied {
+                    corrected,
+                    refused,
+                    over_budget,
+                    ..Applied::default()
                 };
             }
             Event::Deltas(deltas) => return self.deltas(index, deltas, now),
@@ -394,9 +425,14 @@ impl Inputs {
             let id = self.sources[index].server_id(delta.server_id.clone());
             let mut placed = false;
             for source in &mut self.sources {
-                let (moved, corrected) = source.event(&id, &delta, now, self.stale_after);
+                let (moved, corrected) =
+                    source.event(&id, &delta, now, self.stale_after, &mut self.budget);
                 placed |= matches!(moved, Some(Moved::Applied | Moved::Held | Moved::Skipped));
                 applied.corrected |= corrected;
+            }
+            // Once per event, however many sources hold its server.
+            if self.budget.take_overflows() > 0 {
+                applied.over_budget += 1;
             }
             if placed {
                 applied.events += 1;
@@ -417,6 +453,7 @@ impl SourceInput {
         delta: &Delta,
         now: Instant,
         stale_after: Duration,
+        budget: &mut Budget,
     ) -> (Option<Moved>, bool) {
         let current = self
             .servers
@@ -431,8 +468,10 @@ impl SourceInput {
         let Some(mut received) = self.servers.remove(id) else {
             return (None, false);
         };
-        let moved = received.event(key, delta.change, delta.seq.as_ref(), now);
+        let kept = received.kept();
+        let moved = received.event(key, delta.change, delta.seq.as_ref(), now, budget);
         let corrected = self.judge_if_due(id, &mut received, now);
+        budget.changed(kept, received.kept());
         self.servers.insert(id.to_owned(), received);
         (Some(moved), corrected)
     }

@@ -28,6 +28,49 @@ pub(super) const SETTLE: Duration = Duration::from_secs(1);
 /// Per server: events waiting behind a gap, events kept for the next report's comparison,
 /// and events a comparison waits for, each at most.
 const MAX_KEPT: usize = 1024;
+/// All servers of all sources together: events kept in those three buffers, at most.
+/// Without it a push peer naming 1 024 servers could make each keep [`MAX_KEPT`] of each,
+/// hundreds of MiB.
+pub(super) const MAX_KEPT_TOTAL: usize = 64 * 1024;
+
+/// The events all servers keep for ordering, against [`MAX_KEPT_TOTAL`]. An event that
+/// finds it full gives up its server's order, as one that finds its server's buffer full
+/// does, and is counted.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Budget {
+    /// Events kept: exact after [`Budget::recount`], never below the truth in between (a
+    /// server that leaves gives its share back at the next recount).
+    kept: usize,
+    /// Events (or reports' comparisons) that found it full, since [`Budget::take_overflows`].
+    overflows: usize,
+}
+
+impl Budget {
+    /// How many more events may be kept.
+    pub(super) fn room(&self) -> usize {
+        MAX_KEPT_TOTAL.saturating_sub(self.kept)
+    }
+
+    /// One server's kept events went from `before` to `after`.
+    pub(super) fn changed(&mut self, before: usize, after: usize) {
+        self.kept = self.kept.saturating_sub(before).saturating_add(after);
+    }
+
+    /// Counts again what `servers` keep.
+    pub(super) fn recount<'a>(&mut self, servers: impl Iterator<Item = &'a Received>) {
+        self.kept = servers.map(Received::kept).sum();
+    }
+
+    /// The overflows since the last call.
+    pub(super) fn take_overflows(&mut self) -> usize {
+        std::mem::take(&mut self.overflows)
+    }
+
+    #[cfg(test)]
+    pub(super) fn kept(&self) -> usize {
+        self.kept
+    }
+}
 
 /// Where one server's counts stand in its reporter's order of events.
 #[derive(Debug, Clone)]
@@ -142,13 +185,28 @@ fn difference(
 }
 
 impl Received {
-    /// Applies one connection event, under the namespace key the rules gave it.
+    /// Events this server keeps for ordering, against the [`Budget`].
+    pub(super) fn kept(&self) -> usize {
+        let order = self
+            .order
+            .as_ref()
+            .map_or(0, |o| o.early.len() + o.log.len());
+        let awaited = match self.verdict.as_ref().map(|v| &v.wait) {
+            Some(Wait::Events { missing, .. }) => missing.len(),
+            _ => 0,
+        };
+        order + awaited
+    }
+
+    /// Applies one connection event, under the namespace key the rules gave it. Keeps one
+    /// more event at most, and none when `budget` has no room.
     pub(super) fn event(
         &mut self,
         key: String,
         change: i64,
         seq: Option<&Seq>,
         now: Instant,
+        budget: &mut Budget,
     ) -> Moved {
         let Some((seq, order)) = seq.zip(self.order.as_mut()) else {
             apply(&mut self.namespaces, &key, change);
@@ -181,6 +239,11 @@ impl Received {
         if seq.n <= order.seq || order.early.contains_key(&seq.n) {
             return Moved::Skipped;
         }
+        if budget.room() == 0 {
+            budget.overflows += 1;
+            self.unkept(seq.n, key, change, now);
+            return Moved::Applied;
+        }
         order.early.insert(seq.n, (key, change));
         order.waiting_since.get_or_insert(now);
         let before = order.seq;
@@ -188,6 +251,19 @@ impl Received {
         match self.order.as_ref() {
             Some(order) if order.seq == before => Moved::Held,
             _ => Moved::Applied,
+        }
+    }
+
+    /// Event `n` when all servers keep as many as they may: this server keeps no more. Its
+    /// gaps are given up, as when its own buffer is full; the event applies at once and is
+    /// logged only in place of the server's oldest logged event.
+    fn unkept(&mut self, n: u64, key: String, change: i64, now: Instant) {
+        if let Some(order) = self.order.as_mut() {
+            order.early.insert(n, (key, change));
+        }
+        self.release(true, now);
+        if let Some(order) = self.order.as_mut() {
+            order.log.pop_front();
         }
     }
 
@@ -232,12 +308,14 @@ impl Received {
 
     /// Takes over from the `previous` report of the same server: carries the event order
     /// on, re-applies the events that came after this report, and returns the comparison
-    /// of this report with the counts events had moved, if there is one to make.
+    /// of this report with the counts events had moved, if there is one to make. The events
+    /// it waits for take room in `budget`.
     pub(super) fn follow(
         &mut self,
         previous: Received,
         seq: Option<Seq>,
         now: Instant,
+        budget: &mut Budget,
     ) -> Option<Verdict> {
         let same_boot = matches!((&seq, &previous.order), (Some(s), Some(o)) if s.boot == o.boot);
         if !same_boot {
@@ -270,7 +348,7 @@ impl Received {
             log: after,
             ..order
         };
-        let missing = order.take_gap(applied, seq.n, &mut diff);
+        let missing = order.take_gap(applied, seq.n, &mut diff, budget);
         order.waiting_since = (!order.early.is_empty()).then_some(now);
         self.order = Some(order);
         self.release(false, now);
@@ -311,12 +389,21 @@ impl Order {
         applied: u64,
         upto: u64,
         diff: &mut BTreeMap<String, i64>,
+        budget: &mut Budget,
     ) -> BTreeSet<u64> {
         let mut missing = BTreeSet::new();
-        if upto.saturating_sub(applied) > MAX_KEPT as u64 {
-            // Too many to wait for one by one: judged with what came, after the hold.
+        let gap = upto.saturating_sub(applied);
+        let room = budget.room() as u64;
+        if gap > MAX_KEPT as u64 || gap > room {
+            if gap <= MAX_KEPT as u64 {
+                budget.overflows += 1;
+            }
+            // Too many to wait for one by one: judged with what came, after the hold (at
+            // once when no server may keep one more event).
             self.early.retain(|n, _| *n > upto);
-            missing.insert(upto);
+            if room > 0 {
+                missing.insert(upto);
+            }
             return missing;
         }
         for n in applied + 1..=upto {

@@ -76,15 +76,15 @@ fn apply(max: usize, reports: &[Report], now: Instant) -> Inputs {
     let scope = Scope::Local {
         server_id: "host".into(),
     };
-    let mut inputs = Inputs {
-        sources: vec![SourceInput::empty(
+    let mut inputs = Inputs::new(
+        vec![SourceInput::empty(
             "s".into(),
             scope,
             "host".into(),
             rules(max),
         )],
-        stale_after: STALE,
-    };
+        STALE,
+    );
     inputs.apply(0, Event::Connected, now, SystemTime::UNIX_EPOCH);
     for (server, age, namespaces) in reports {
         let counts = ServerCounts {

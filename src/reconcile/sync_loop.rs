@@ -11,6 +11,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::layout::{Layout, relayout};
+use super::order::MAX_KEPT_TOTAL;
 use super::{Inputs, MAX_SERVERS, reconcile};
 use crate::config::sync::SyncConfig;
 use crate::log_limit::{ErrorLog, Fields};
@@ -83,11 +84,14 @@ fn ticks(period: Duration) -> tokio::time::Interval {
     tick
 }
 
-/// Per source name, what the loop logs: refused reports and "source is down" warnings,
-/// each once and then as rate-limited reminders, so a flapping source stays quiet.
+/// Per source name, what the loop logs: refused reports, events over the budget for
+/// ordering and "source is down" warnings, each once and then as rate-limited reminders,
+/// so a flapping source stays quiet.
 #[derive(Default)]
 struct Logs {
     refused: BTreeMap<String, ErrorLog<Reason>>,
+    /// Apart from `refused`, whose reminders a refusal of another reason would reset.
+    over_budget: BTreeMap<String, ErrorLog<Reason>>,
     down: BTreeMap<String, ErrorLog<Reason>>,
 }
 
@@ -96,6 +100,7 @@ impl Logs {
     fn keep(&mut self, inputs: &Inputs) {
         let configured = |name: &String| inputs.sources.iter().any(|s| &s.name == name);
         self.refused.retain(|name, _| configured(name));
+        self.over_budget.retain(|name, _| configured(name));
         self.down.retain(|name, _| configured(name));
     }
 }
@@ -106,8 +111,25 @@ fn refusal(reason: Reason) -> String {
         Reason::TooManyServers => format!(
             "counts from more than {MAX_SERVERS} servers: the further servers' counts are dropped"
         ),
+        Reason::TooManyHeld => format!(
+            "connection events held for ordering reached {MAX_KEPT_TOTAL} over all servers: \
+             a server whose event finds no room gives up its order (events still in its gaps \
+             are lost, and drift shows them)"
+        ),
         _ => "a report whose counts do not sum exactly in 64 bits was refused".to_owned(),
     }
+}
+
+/// Logs a refusal of source `name`'s input, rate-limited.
+fn log_refusal(logs: &mut BTreeMap<String, ErrorLog<Reason>>, name: &str, reason: Reason) {
+    let fields = Fields {
+        source: Some(name),
+        reason: Some(reason.as_str()),
+        ..Fields::default()
+    };
+    let log = logs.entry(name.to_owned()).or_default();
+    log.failure(reason, Instant::now())
+        .log(fields, &refusal(reason));
 }
 
 impl SyncLoop {
@@ -133,14 +155,14 @@ impl SyncLoop {
             }
             if let Some(reason) = applied.refused {
                 self.telemetry.source_error(&input.name, reason);
-                let fields = Fields {
-                    source: Some(&input.name),
-                    reason: Some(reason.as_str()),
-                    ..Fields::default()
-                };
-                let log = logs.refused.entry(input.name.clone()).or_default();
-                log.failure(reason, Instant::now())
-                    .log(fields, &refusal(reason));
+                log_refusal(&mut logs.refused, &input.name, reason);
+            }
+            for _ in 0..applied.over_budget {
+                self.telemetry
+                    .source_error(&input.name, Reason::TooManyHeld);
+            }
+            if applied.over_budget > 0 {
+                log_refusal(&mut logs.over_budget, &input.name, Reason::TooManyHeld);
             }
         }
         // A correction publishes with its counter, so the two never disagree on a scrape.
@@ -164,10 +186,7 @@ impl SyncLoop {
     fn publish(&mut self, logs: &mut Logs) {
         let started = std::time::Instant::now();
         let now = Instant::now();
-        let stale_after = self.inputs.stale_after;
-        for source in &mut self.inputs.sources {
-            source.prune(now, stale_after);
-        }
+        self.inputs.prune(now);
         let next = reconcile(&self.environment, &self.inputs, now);
         self.telemetry.observe_sync(started.elapsed());
         let previous = self.publish.borrow().clone();

@@ -1,4 +1,4 @@
-use self::order::{HOLD, SETTLE};
+use self::order::{HOLD, MAX_KEPT_TOTAL, SETTLE};
 use super::*;
 use crate::namespaces::OVERFLOW_NAMESPACE;
 use crate::update::{EngineEvents, MAX_COUNT, Seq};
@@ -42,10 +42,7 @@ fn source(name: &str, scope: Scope) -> SourceInput {
 }
 
 fn inputs(sources: Vec<SourceInput>) -> Inputs {
-    Inputs {
-        sources,
-        stale_after: STALE,
-    }
+    Inputs::new(sources, STALE)
 }
 
 /// One connected source.
@@ -301,7 +298,8 @@ async fn events_move_counts_and_the_next_report_corrects_them() {
             corrected: false,
             events: 2,
             dropped: 1,
-            refused: None
+            refused: None,
+            over_budget: 0,
         },
         "no report of pod-a holds /new: its event is dropped"
     );
@@ -419,6 +417,7 @@ async fn prune_forgets_stale_servers() {
         },
         t0,
         EPOCH,
+        &mut Budget::default(),
     )
     .unwrap();
     s.take_counts(
@@ -432,6 +431,7 @@ async fn prune_forgets_stale_servers() {
         },
         t0 + STALE,
         EPOCH,
+        &mut Budget::default(),
     )
     .unwrap();
     s.prune(t0 + STALE + Duration::from_secs(1), STALE);
@@ -1003,4 +1003,81 @@ async fn events_for_a_foreign_server_in_local_scope_are_dropped() {
     let applied = inputs.apply(0, Event::Deltas(vec![delta("pod-b", "/", 1)]), t0, EPOCH);
     assert_eq!(applied.dropped, 1);
     assert!(reconcile("prod", &inputs, t0).connections.is_empty());
+}
+
+/// Server `id`'s version 2 report of process `b1`, including the events up to `n`.
+fn ordered_report_of(id: &str, n: u64) -> Event {
+    let Event::Counts(mut counts) = report(id, None, &[("/", 0)]) else {
+        unreachable!()
+    };
+    counts.seq = seq("b1", n);
+    Event::Counts(counts)
+}
+
+/// Server `id`'s version 2 connects in `/`, numbered `from..=to`.
+fn ordered_connects_of(id: &str, from: u64, to: u64) -> Event {
+    Event::Deltas(
+        (from..=to)
+            .map(|n| Delta {
+                seq: seq("b1", n),
+                ..delta(id, "/", 1)
+            })
+            .collect(),
+    )
+}
+
+fn kept(inputs: &Inputs) -> usize {
+    inputs
+        .sources
+        .iter()
+        .flat_map(|s| s.servers.values())
+        .map(Received::kept)
+        .sum()
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_servers_holding_events_never_keep_more_than_the_global_budget() {
+    const SERVERS: usize = 100;
+    const HELD: u64 = 1000;
+    let t0 = Instant::now();
+    let mut inputs = connected(Scope::Cluster, t0);
+    let mut over_budget = 0;
+    for i in 0..SERVERS {
+        let id = format!("pod-{i}");
+        inputs.apply(0, ordered_report_of(&id, 0), t0, EPOCH);
+        // Event 1 never comes: each server holds its 1 000 events behind the gap, within
+        // its own bound; 100 of them would hold 100 000.
+        let applied = inputs.apply(0, ordered_connects_of(&id, 2, HELD + 1), t0, EPOCH);
+        assert_eq!(applied.events, HELD as usize, "{id}: every event is placed");
+        over_budget += applied.over_budget;
+        assert!(kept(&inputs) <= MAX_KEPT_TOTAL, "{id}: {}", kept(&inputs));
+        assert!(
+            inputs.budget.kept() >= kept(&inputs),
+            "never below the truth"
+        );
+    }
+    assert_eq!(kept(&inputs), MAX_KEPT_TOTAL, "the budget is used up");
+    let total = SERVERS * HELD as usize;
+    assert_eq!(
+        over_budget,
+        total - MAX_KEPT_TOTAL,
+        "each event past it counted"
+    );
+    // A server past the budget gave up its gap: its events count at once, not after HOLD.
+    let last = inputs.sources[0].servers[&format!("pod-{}", SERVERS - 1)].clone();
+    assert_eq!(last.namespaces["/"], HELD);
+
+    // A report whose comparison would wait for events (1, which never came) finds no room
+    // either: it is judged at once, counted.
+    let applied = inputs.apply(0, ordered_report_of("pod-0", HELD), t0, EPOCH);
+    assert_eq!(applied.over_budget, 1);
+    assert!(kept(&inputs) <= MAX_KEPT_TOTAL);
+
+    // Servers that leave give their share back.
+    let later = t0 + STALE + Duration::from_secs(1);
+    inputs.prune(later);
+    assert_eq!((kept(&inputs), inputs.budget.kept()), (0, 0));
+    inputs.apply(0, ordered_report_of("pod-0", 0), later, EPOCH);
+    let applied = inputs.apply(0, ordered_connects_of("pod-0", 2, 3), later, EPOCH);
+    assert_eq!((applied.over_budget, kept(&inputs)), (0, 2), "held again");
 }

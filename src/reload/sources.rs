@@ -118,6 +118,8 @@ impl Sources {
             self.telemetry.clone(),
             cancel.clone(),
             sync,
+            source.scope.clone(),
+            source.own_server_id.clone(),
         );
         self.tasks.spawn(source.clone().run(cx));
         self.running.push(Running {

@@ -62,6 +62,12 @@ impl Scope {
             },
         }
     }
+
+    /// Whether counts reported under `server_id` belong to this scope: `None` (a report
+    /// without an id, or with an empty one) is `own`, the source's own server.
+    pub fn includes_reported(&self, server_id: Option<&str>, own: &str) -> bool {
+        self.includes(server_id.unwrap_or(own))
+    }
 }
 
 /// The common keys, validated.
@@ -134,5 +140,9 @@ mod tests {
         assert!(!scope.includes("pod-ab"));
         assert!(!scope.includes("pod-b"));
         assert!(Scope::Cluster.includes("anything"));
+        // A report without a server id is the own server's, in either scope.
+        assert!(scope.includes_reported(None, "pod-a"));
+        assert!(!scope.includes_reported(Some("pod-b"), "pod-a"));
+        assert!(Scope::Cluster.includes_reported(None, "this-host"));
     }
 }

@@ -15,6 +15,7 @@ use crate::backoff::Backoff;
 use crate::config::problems::At;
 use crate::config::sync::SyncConfig;
 use crate::log_limit::{ErrorLog, Fields};
+use crate::sources::Scope;
 use crate::telemetry::Telemetry;
 use crate::update::{Event, Reason, Silence, SourceId, Update};
 
@@ -89,6 +90,11 @@ pub struct SourceContext {
     pub telemetry: Arc<Telemetry>,
     pub cancel: CancellationToken,
     pub sync: SyncConfig,
+    /// Which servers' counts the reconcile step exports from this source: a source may
+    /// read only the id of the others (the reconcile step keeps them by id only).
+    pub scope: Scope,
+    /// The server that counts without a server id belong to.
+    pub own_server_id: String,
     log: ErrorLog<Reason>,
 }
 
@@ -99,6 +105,8 @@ impl SourceContext {
         telemetry: Arc<Telemetry>,
         cancel: CancellationToken,
         sync: SyncConfig,
+        scope: Scope,
+        own_server_id: String,
     ) -> SourceContext {
         SourceContext {
             name,
@@ -106,8 +114,16 @@ impl SourceContext {
             telemetry,
             cancel,
             sync,
+            scope,
+            own_server_id,
             log: ErrorLog::default(),
         }
+    }
+
+    /// Whether counts of the server `server_id` (`None`: the own server) are exported: the
+    /// rule the reconcile step applies to what the source sends.
+    pub fn in_scope(&self, server_id: Option<&str>) -> bool {
+        self.scope.includes_reported(server_id, &self.own_server_id)
     }
 
     pub async fn send(&self, event: Event) {
@@ -122,6 +138,8 @@ impl SourceContext {
             self.telemetry.clone(),
             self.cancel.clone(),
             self.sync,
+            self.scope.clone(),
+            self.own_server_id.clone(),
         )
     }
 
@@ -241,6 +259,8 @@ mod tests {
             telemetry.clone(),
             CancellationToken::new(),
             sync,
+            Scope::Cluster,
+            "this-host".into(),
         );
         let runs = Arc::new(AtomicUsize::new(0));
         let counter = runs.clone();

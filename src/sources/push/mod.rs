@@ -36,6 +36,7 @@ impl SourceType for Config {
         Reason::NoReport,
         Reason::Stale,
         Reason::TooManyServers,
+        Reason::TooManyHeld,
         Reason::ServerIdNotSeen,
         Reason::Internal,
     ];

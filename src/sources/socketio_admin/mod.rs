@@ -255,7 +255,9 @@ impl AdminSource {
                         what: "server_stats",
                         detail: "event without an argument".into(),
                     })?;
-                    let stats = protocol::parse_server_stats(argument)?;
+                    // Of a server outside the scope only the id is read: the reconcile
+                    // step keeps it by id only (for the server_id_not_seen warning).
+                    let stats = protocol::parse_server_stats(argument, |id| self.cx.in_scope(id))?;
                     stats_deadline = Instant::now() + stale_after;
                     // The frame can be megabytes; what it held is parsed now.
                     drop(frame);

@@ -4,6 +4,7 @@
 //! Frame shapes: `0{open json}`, `2` ping, `3` pong, `4<socket.io packet>`; a Socket.IO
 //! packet is `<type>[<attachments>-][<namespace>,][<ack id>][<json>]`.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -233,7 +234,40 @@ pub(crate) struct NamespaceStats {
     pub(super) sockets_count: u64,
 }
 
-pub(crate) fn parse_server_stats(json: &RawValue) -> Result<ServerStats, ProtocolError> {
+/// Only the id of a `server_stats` argument. serde skips the other fields without
+/// building them (no map, no string), and borrows the id unless it holds escapes.
+#[derive(Deserialize)]
+struct StatsServerId<'a> {
+    #[serde(rename = "serverId", borrow)]
+    server_id: Cow<'a, str>,
+}
+
+/// Parses a `server_stats` argument: in full when `in_scope` says its server's counts are
+/// exported (`None`: an empty `serverId`, the own server), else its id only. Behind an
+/// adapter admin-ui sends every server's stats to every admin client, and in local scope
+/// all but one are read only for their id; the rest of theirs is skipped, not checked.
+pub(crate) fn parse_server_stats(
+    json: &RawValue,
+    in_scope: impl FnOnce(Option<&str>) -> bool,
+) -> Result<ServerStats, ProtocolError> {
+    // serde would also take a struct from an array; admin-ui sends an object. Whatever
+    // has no readable id is parsed as before, so it fails with the same error as before.
+    let id = json
+        .get()
+        .starts_with('{')
+        .then(|| serde_json::from_str::<StatsServerId<'_>>(json.get()).ok())
+        .flatten();
+    let Some(id) = id else {
+        return parse_full_server_stats(json);
+    };
+    let server_id = Some(id.server_id).filter(|id| !id.is_empty());
+    if !in_scope(server_id.as_deref()) {
+        return Ok(ServerStats::id_only(server_id.map(Cow::into_owned)));
+    }
+    parse_full_server_stats(json)
+}
+
+fn parse_full_server_stats(json: &RawValue) -> Result<ServerStats, ProtocolError> {
     let payload = |detail: String| ProtocolError::Payload {
         what: "server_stats",
         detail,
@@ -256,7 +290,25 @@ pub(crate) fn parse_server_stats(json: &RawValue) -> Result<ServerStats, Protoco
         namespaces,
     })
 }
+
 impl ServerStats {
+    /// The stats of a server outside the source's scope: its id, nothing else. The
+    /// reconcile step keeps such a server by id only, whatever else it sent.
+    fn id_only(server_id: Option<String>) -> ServerStats {
+        ServerStats {
+            server_id,
+            clients_count: None,
+            polling_clients_count: None,
+            aggregated_events: None,
+            namespaces: Vec::new(),
+        }
+    }
+
+    /// How many namespaces were read: none of a server read for its id only.
+    pub(crate) fn namespaces_read(&self) -> usize {
+        self.namespaces.len()
+    }
+
     /// The Engine.IO part, `None` when the server sends neither field.
     pub(super) fn engine(&self) -> Option<Engine> {
         if self.polling_clients_count.is_none() && self.aggregated_events.is_none() {
@@ -347,7 +399,7 @@ mod tests {
         assert_eq!(event.kind, PacketType::Event);
         let (name, arg) = parse_event(event.data).unwrap();
         assert_eq!(name, "server_stats");
-        let stats = parse_server_stats(arg.unwrap()).unwrap();
+        let stats = parse_server_stats(arg.unwrap(), |_| true).unwrap();
         assert_eq!(stats.server_id.as_deref(), Some("test-1"));
         assert_eq!(stats.clients_count, Some(4));
         assert_eq!(
@@ -398,7 +450,7 @@ mod tests {
             r#"{"serverId":"a","namespaces":[{"name":"/","socketsCount":-1}]}"#.into(),
         )
         .unwrap();
-        assert!(parse_server_stats(&bad_stats).is_err());
+        assert!(parse_server_stats(&bad_stats, |_| true).is_err());
         assert_eq!(
             parse_packet("9").unwrap_err(),
             ProtocolError::SocketType('9')
@@ -406,7 +458,91 @@ mod tests {
     }
 
     fn stats(json: &str) -> Result<ServerStats, ProtocolError> {
-        parse_server_stats(&serde_json::value::RawValue::from_string(json.into()).unwrap())
+        parse_server_stats(&raw(json), |_| true)
+    }
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.into()).unwrap()
+    }
+
+    /// As a local-scope source of server `pod-a` parses.
+    fn local_stats(json: &str) -> Result<ServerStats, ProtocolError> {
+        let scope = crate::sources::Scope::Local {
+            server_id: "pod-a".into(),
+        };
+        parse_server_stats(&raw(json), |id| scope.includes_reported(id, "pod-a"))
+    }
+
+    /// What admin-ui could never send: every field but `serverId` wrong, and megabytes of it.
+    fn garbage_after(server_id: &str) -> String {
+        let namespaces: Vec<String> = (0..100_000)
+            .map(|i| format!(r#"{{"name":"/n-{i}","socketsCount":-{i},"x":[[[{{}}]]]}}"#))
+            .collect();
+        format!(
+            r#"{{"serverId":"{server_id}","clientsCount":18446744073709551615,"aggregatedEvents":"no","namespaces":[{}],"pid":{{"a":[1,2,"\u00e9"]}}}}"#,
+            namespaces.join(",")
+        )
+    }
+
+    #[test]
+    fn foreign_stats_are_read_for_their_id_only_garbage_and_all() {
+        let foreign = local_stats(&garbage_after("pod-b")).unwrap();
+        assert_eq!(foreign, ServerStats::id_only(Some("pod-b".into())));
+        // admin-ui before 0.4 on another server does not take this source down.
+        let old = local_stats(r#"{"serverId":"pod-b","clientsCount":3}"#).unwrap();
+        assert_eq!(old, ServerStats::id_only(Some("pod-b".into())));
+        // An id with escapes cannot be borrowed; it is still read.
+        let escaped = local_stats(r#"{"namespaces":7,"serverId":"pod-\u0062"}"#).unwrap();
+        assert_eq!(escaped.server_id.as_deref(), Some("pod-b"));
+        // "pod-ab" is not "pod-a" nor one of its cluster workers.
+        let near = local_stats(r#"{"serverId":"pod-ab","namespaces":[1]}"#).unwrap();
+        assert_eq!(near, ServerStats::id_only(Some("pod-ab".into())));
+    }
+
+    #[test]
+    fn own_stats_are_still_validated_in_full() {
+        for own in ["pod-a", "pod-a#4242", ""] {
+            let error = local_stats(&garbage_after(own)).unwrap_err();
+            assert!(
+                matches!(error, ProtocolError::Payload { .. }),
+                "{own:?}: {error:?}"
+            );
+            let old = format!(r#"{{"serverId":"{own}","clientsCount":3}}"#);
+            assert_eq!(local_stats(&old).unwrap_err(), ProtocolError::OldAdminUi);
+            let good = format!(
+                r#"{{"serverId":"{own}","clientsCount":3,"namespaces":[{{"name":"/","socketsCount":2}}]}}"#
+            );
+            let stats = local_stats(&good).unwrap();
+            assert_eq!(stats.clients_count, Some(3), "{own:?}");
+            assert_eq!(stats.namespaces.len(), 1, "{own:?}");
+        }
+    }
+
+    #[test]
+    fn stats_without_a_readable_id_are_errors_whatever_the_scope() {
+        let foreign = |_: Option<&str>| false;
+        for json in [
+            r#"{"namespaces":[]}"#,
+            r#"{"serverId":7,"namespaces":[]}"#,
+            r#"{"serverId":null}"#,
+            r#"{"serverId":"a","serverId":"b"}"#,
+            r#"["server_stats"]"#,
+            r#""pod-b""#,
+        ] {
+            let error = parse_server_stats(&raw(json), foreign).unwrap_err();
+            let before = parse_full_server_stats(&raw(json)).unwrap_err();
+            assert_eq!(error, before, "{json}: the error it always had");
+            assert!(
+                matches!(
+                    error,
+                    ProtocolError::Payload {
+                        what: "server_stats",
+                        ..
+                    }
+                ),
+                "{json}: {error:?}"
+            );
+        }
     }
 
     fn stats_ok(json: &str) -> ServerStats {
