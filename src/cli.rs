@@ -32,7 +32,12 @@ pub struct Cli {
     pub check_config: bool,
 
     /// Listen address, overriding `listen.address` from the configuration.
-    #[arg(long, env = "SOCKETIO_EXPORTER_LISTEN", value_name = "ADDR")]
+    #[arg(
+        long,
+        visible_alias = "web.listen-address",
+        env = "SOCKETIO_EXPORTER_LISTEN",
+        value_name = "ADDR"
+    )]
     pub listen: Option<SocketAddr>,
 
     /// Reload the configuration when its file changes (as on SIGHUP).

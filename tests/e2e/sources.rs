@@ -327,18 +327,21 @@ fn push_without_a_token_on_a_public_address_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, push_config("")).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_socketio-exporter"))
-        .arg("--config")
-        .arg(&path)
-        .args(["--listen", "0.0.0.0:0", "--check-config"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("a push source on the non-loopback address 0.0.0.0:0 needs a token"),
-        "{stderr}"
-    );
+    // `--web.listen-address` is the name Prometheus exporters use.
+    for flag in ["--listen", "--web.listen-address"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_socketio-exporter"))
+            .arg("--config")
+            .arg(&path)
+            .args([flag, "0.0.0.0:0", "--check-config"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(
+            stderr.contains("a push source on the non-loopback address 0.0.0.0:0 needs a token"),
+            "{flag}: {stderr}"
+        );
+    }
 }
 
 /// The push source's correction count and its drift for pod-a's namespace `/`.
