@@ -23,6 +23,31 @@ use crate::update::{Event, Reason, SourceId, Update};
 /// New counts, connection events, corrections and lost sources are published this soon,
 /// bursts coalesced, without waiting for a tick.
 const EVENT_PUBLISH_DELAY: Duration = Duration::from_millis(20);
+/// Publishes that do not wait for a tick are at least this far apart: a cluster-scope
+/// exporter taking in hundreds of servers' stats a second reconciles ten times a second,
+/// not fifty.
+const MIN_PUBLISH_GAP: Duration = Duration::from_millis(100);
+
+/// When the next publish that does not wait for a tick is due.
+struct Prompt {
+    due: Option<Instant>,
+    last: Instant,
+}
+
+impl Prompt {
+    /// Something to publish arrived: due once the burst had time to coalesce, and not
+    /// sooner than [`MIN_PUBLISH_GAP`] after the last publish.
+    fn arrived(&mut self, now: Instant) {
+        let due = (now + EVENT_PUBLISH_DELAY).max(self.last + MIN_PUBLISH_GAP);
+        self.due.get_or_insert(due);
+    }
+
+    /// A publish happened, prompt or on a tick.
+    fn published(&mut self, now: Instant) {
+        self.due = None;
+        self.last = now;
+    }
+}
 
 /// What the loop owns.
 pub(crate) struct SyncLoop {
@@ -45,7 +70,10 @@ pub(crate) struct SyncLoop {
 pub(crate) async fn run(mut sync: SyncLoop, cancel: CancellationToken) {
     let _ready = sync.ready.while_alive();
     let mut tick = ticks(sync.sync.interval);
-    let mut publish_at: Option<Instant> = None;
+    let mut prompt = Prompt {
+        due: None,
+        last: Instant::now(),
+    };
     let mut logs = Logs::default();
     loop {
         tokio::select! {
@@ -57,22 +85,22 @@ pub(crate) async fn run(mut sync: SyncLoop, cancel: CancellationToken) {
                     tick = ticks(sync.sync.interval);
                 }
                 logs.keep(&sync.inputs);
-                publish_at = None;
                 sync.publish(&mut logs);
+                prompt.published(Instant::now());
                 let _ = taken.send(());
             }
             Some(update) = sync.updates.recv() => {
-                if sync.apply(update, &mut logs) && publish_at.is_none() {
-                    publish_at = Some(Instant::now() + EVENT_PUBLISH_DELAY);
+                if sync.apply(update, &mut logs) {
+                    prompt.arrived(Instant::now());
                 }
             }
-            _ = sleep_until(publish_at.unwrap_or_else(Instant::now)), if publish_at.is_some() => {
-                publish_at = None;
+            _ = sleep_until(prompt.due.unwrap_or_else(Instant::now)), if prompt.due.is_some() => {
                 sync.publish(&mut logs);
+                prompt.published(Instant::now());
             }
             _ = tick.tick() => {
-                publish_at = None;
                 sync.publish(&mut logs);
+                prompt.published(Instant::now());
             }
         }
     }
@@ -251,5 +279,33 @@ fn log_health_changes(
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_publishes_coalesce_and_keep_their_distance() {
+        let start = Instant::now();
+        let ms = |n| Duration::from_millis(n);
+        let mut prompt = Prompt {
+            due: None,
+            last: start,
+        };
+        // Long after the last publish: after the coalescing delay.
+        prompt.arrived(start + ms(500));
+        assert_eq!(prompt.due, Some(start + ms(520)));
+        prompt.arrived(start + ms(510));
+        assert_eq!(
+            prompt.due,
+            Some(start + ms(520)),
+            "a burst does not postpone it"
+        );
+        // Right after a publish: not before the gap has passed.
+        prompt.published(start + ms(520));
+        prompt.arrived(start + ms(530));
+        assert_eq!(prompt.due, Some(start + ms(620)));
     }
 }

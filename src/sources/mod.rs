@@ -280,4 +280,32 @@ mod tests {
             );
         }
     }
+
+    /// The README's table of `source_up` lists, for each type, exactly the reasons it can
+    /// raise, in the order the code lists them.
+    #[test]
+    fn the_readme_lists_each_types_reasons() {
+        fn of<T: SourceType>() -> (&'static str, &'static [Reason]) {
+            (T::TYPE, T::REASONS)
+        }
+        let readme = include_str!("../../README.md");
+        for (name, reasons) in [
+            of::<socketio_admin::Config>(),
+            of::<http_json::Config>(),
+            of::<report_file::Config>(),
+            of::<push::Config>(),
+        ] {
+            let row = readme
+                .lines()
+                .find(|line| line.starts_with(&format!("| `{name}` |")) && line.ends_with("` |"))
+                .unwrap_or_else(|| panic!("no row for {name}"));
+            let listed = row
+                .trim_end_matches(" |")
+                .rsplit(" | ")
+                .next()
+                .unwrap_or_default();
+            let expected: Vec<String> = reasons.iter().map(|r| format!("`{r}`")).collect();
+            assert_eq!(listed, expected.join(", "), "{name}");
+        }
+    }
 }
