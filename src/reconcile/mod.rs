@@ -545,7 +545,8 @@ pub fn reconcile(environment: &str, inputs: &Inputs, now: Instant) -> Snapshot {
 /// A sum that does not fit exactly is `None` and not exported: unknown, never wrapped.
 struct Totals<'a> {
     counted: HashSet<&'a str>,
-    connections: BTreeMap<(&'a str, Option<&'a str>), Option<u64>>,
+    /// Per server, its namespaces in order: summed per (namespace, server) at the end.
+    connections: Vec<((&'a str, Option<&'a str>), u64)>,
     clients: BTreeMap<Option<&'a str>, Option<u64>>,
     engine: BTreeMap<Option<&'a str>, (Option<u64>, Option<EngineCounters>)>,
 }
@@ -575,7 +576,7 @@ impl<'a> Totals<'a> {
                 Scope::Local { .. } => None,
             };
             for (namespace, sockets) in &received.namespaces {
-                checked_add(self.connections.entry((namespace, label)), *sockets);
+                self.connections.push(((namespace, label), *sockets));
             }
             if let Some(n) = received.clients {
                 checked_add(self.clients.entry(label), n);
@@ -618,10 +619,17 @@ impl<'a> Totals<'a> {
             .collect()
     }
 
-    fn connections(&self) -> Vec<Connections> {
+    fn connections(&mut self) -> Vec<Connections> {
+        // Each server's namespaces came in order, so this sort merges sorted runs; for one
+        // server it only checks them. Far cheaper than a map insert per namespace.
+        self.connections.sort_by(|a, b| a.0.cmp(&b.0));
         self.connections
-            .iter()
-            .filter_map(|(&(namespace, server), &sockets)| {
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter_map(|same| {
+                let ((namespace, server), _) = *same.first()?;
+                let sockets = same
+                    .iter()
+                    .try_fold(0u64, |sum, &(_, n)| sum.checked_add(n));
                 Some(Connections {
                     namespace: namespace.to_owned(),
                     server: server.map(str::to_owned),
