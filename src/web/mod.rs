@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use hyper::header::{HeaderName, HeaderValue};
 use rustls::ServerConfig;
@@ -53,8 +53,14 @@ struct Current {
     /// The web config file, then the certificate files it names.
     files: Vec<PathBuf>,
     stamps: Vec<Stamp>,
+    /// When `stamps` were last compared with the files.
+    checked: Option<Instant>,
     loaded: Arc<Loaded>,
 }
+
+/// The files are stat'ed at most this often, not at every request: a rotated certificate
+/// or password applies within it.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The web layer: one per process, shared by every listener.
 pub(crate) struct Web {
@@ -76,6 +82,7 @@ impl Web {
             current: Mutex::new(Current {
                 files: Vec::new(),
                 stamps: Vec::new(),
+                checked: None,
                 loaded: Arc::new(loaded),
             }),
             auth: BasicAuth::default(),
@@ -90,6 +97,7 @@ impl Web {
             current: Mutex::new(Current {
                 stamps: stamps(&files),
                 files,
+                checked: Some(Instant::now()),
                 loaded: Arc::new(loaded),
             }),
             auth: BasicAuth::default(),
@@ -101,12 +109,17 @@ impl Web {
         self.current().tls.is_some()
     }
 
-    /// The web config in force, read again first if one of its files changed.
+    /// The web config in force, read again first if one of its files changed (looked at
+    /// once every [`CHECK_EVERY`] at most, so a scrape does not stat files).
     pub(crate) fn current(&self) -> Arc<Loaded> {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(path) = &self.path else {
             return current.loaded.clone();
         };
+        if current.checked.is_some_and(|at| at.elapsed() < CHECK_EVERY) {
+            return current.loaded.clone();
+        }
+        current.checked = Some(Instant::now());
         let now = stamps(&current.files);
         if now == current.stamps {
             return current.loaded.clone();

@@ -249,6 +249,15 @@ fn rotated_certificates_and_users_apply_without_a_restart() {
     // A broken edit keeps the running setup, and says so once.
     let before = keeping_warnings(&exporter);
     write_web_config(dir.path(), "tls_server_config:\n  cert_filse: x\n");
+    eventually(Duration::from_secs(10), || {
+        assert_eq!(scrape(&second, "new"), Some(200));
+        match keeping_warnings(&exporter) > before {
+            true => Ok(()),
+            false => Err("the broken edit is not reported yet".to_string()),
+        }
+    });
+    // Files are looked at once a second: later scrapes see the same broken file.
+    std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(scrape(&second, "new"), Some(200));
     assert_eq!(scrape(&second, "new"), Some(200));
     assert_eq!(
